@@ -1,0 +1,3 @@
+from miffi.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""Preprocess a micrograph table into a tensor cache, one bad micrograph never stopping the rest.
+
+Reading runs in a background thread a couple of micrographs ahead, so disk I/O
+overlaps the transforms (which use every core through scipy / torch).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from miffi.cache import TensorCache
+from miffi.errors import MicrographError
+from miffi.preprocess import LoadedMicrograph, load_squares, micrograph_tensor
+
+log = logging.getLogger(__name__)
+
+STATUS_COLUMNS = ["micrograph", "path", "status", "error", "squares", "pixel_size", "seconds"]
+
+
+def _given_pixel_size(value: object) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, MicrographError):
+        return exc.problem
+    return f"{type(exc).__name__}: {exc}"
+
+
+def preprocess_table(
+    table: pd.DataFrame,
+    cache: TensorCache,
+    device: torch.device,
+    force: bool = False,
+    progress: bool = True,
+    prefetch: int = 2,
+) -> pd.DataFrame:
+    """Make (or reuse) the cached tensor of every micrograph in ``table``.
+
+    Returns one row per micrograph: ``status`` is ``cached`` (reused), ``computed``
+    or ``failed`` (with ``error``); failures are also recorded in the cache.
+    """
+    rows: dict[str, dict] = {}
+    todo: list[tuple[str, str, float | None]] = []
+    for micrograph, path, psize in zip(table["micrograph"], table["path"], table["pixel_size"]):
+        given = _given_pixel_size(psize)
+        meta = None if force else cache.lookup(micrograph, path, given)
+        if meta is None:
+            todo.append((micrograph, path, given))
+        else:
+            rows[micrograph] = {"status": "cached", "squares": meta["tensor"]["shape"][0],
+                                "pixel_size": meta["pixel_size"], "seconds": 0.0}
+
+    with tqdm(total=len(table), desc="preprocess", unit="mic", disable=not progress) as bar, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="miffi-read") as reader:
+        bar.update(len(rows))
+        pending: deque[tuple[str, str, float | None, Future[LoadedMicrograph]]] = deque()
+        queue = iter(todo)
+
+        def submit_next() -> None:
+            item = next(queue, None)
+            if item is not None:
+                micrograph, path, given = item
+                pending.append((micrograph, path, given, reader.submit(load_squares, path, given, cache.config)))
+
+        for _ in range(max(prefetch, 1)):
+            submit_next()
+        while pending:
+            started = time.perf_counter()
+            micrograph, path, given, future = pending.popleft()
+            submit_next()
+            try:
+                loaded = future.result()
+                tensor = micrograph_tensor(loaded, cache.config, device)
+                cache.store(micrograph, path, given, tensor, loaded.layout)
+                rows[micrograph] = {"status": "computed", "squares": loaded.layout.count,
+                                    "pixel_size": loaded.layout.pixel_size}
+            except Exception as exc:  # one bad micrograph is recorded, the rest goes on
+                if not isinstance(exc, MicrographError):
+                    log.exception("unexpected error preprocessing %s", path)
+                error = _describe(exc)
+                cache.store_failure(micrograph, path, given, error)
+                rows[micrograph] = {"status": "failed", "error": error}
+            rows[micrograph]["seconds"] = time.perf_counter() - started
+            bar.update(1)
+
+    out = pd.DataFrame(
+        [{"micrograph": m, "path": p, **rows[m]} for m, p in zip(table["micrograph"], table["path"])]
+    )
+    out = out.reindex(columns=STATUS_COLUMNS)
+    out["squares"] = out["squares"].astype("Int64")
+    return out
+
+
+def summarise(status: pd.DataFrame) -> str:
+    """One line: how many micrographs were computed, reused and failed, and the median time."""
+    counts = status["status"].value_counts()
+    parts = [f"{counts.get(s, 0)} {s}" for s in ("computed", "cached", "failed")]
+    computed = status.loc[status["status"] == "computed", "seconds"]
+    timing = f"; {computed.median():.3f} s median per computed micrograph" if len(computed) else ""
+    return f"{len(status)} micrographs: " + ", ".join(parts) + timing

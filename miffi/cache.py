@@ -1,0 +1,135 @@
+"""The tensor cache: one ``<micrograph>.npy`` per micrograph plus a JSON sidecar.
+
+``<id>.npy``
+    float32 array ``[squares, channels, size, size]`` (``size`` = 384 for ``miffi_v1``);
+    channel 0 is the real-space image, channel 1 (two-channel configs) the power spectrum.
+``<id>.json``
+    how it was made: the preprocessing config, the source file's size and mtime, the
+    pixel size used, the square layout; or ``"status": "failed"`` and the error.
+
+An entry is reused only when the sidecar says ``ok``, its config equals the current
+one, and the source file and the given pixel size are unchanged. Both files are
+written atomically, the tensor first; a sidecar is removed before its tensor is
+replaced, so a sidecar never describes a tensor it was not written for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from miffi import atomic
+from miffi.config import CACHE_FORMAT, PreprocessConfig
+from miffi.mrc import file_fingerprint
+from miffi.squares import SquareLayout
+
+
+def _same_pixel_size(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return math.isclose(a, b, rel_tol=1e-6)
+
+
+class TensorCache:
+    """A directory of cached micrograph tensors made with one preprocessing config."""
+
+    def __init__(self, directory: str | Path, config: PreprocessConfig):
+        self.directory = Path(directory)
+        self.config = config
+
+    def tensor_path(self, micrograph: str) -> Path:
+        return self.directory / f"{micrograph}.npy"
+
+    def sidecar_path(self, micrograph: str) -> Path:
+        return self.directory / f"{micrograph}.json"
+
+    def read_sidecar(self, micrograph: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.sidecar_path(micrograph).read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+
+    def lookup(self, micrograph: str, source: str | Path, pixel_size: float | None) -> dict[str, Any] | None:
+        """The sidecar of a reusable entry, or None when the tensor must be (re)made."""
+        meta = self.read_sidecar(micrograph)
+        if meta is None or meta.get("status") != "ok" or meta.get("format") != CACHE_FORMAT:
+            return None
+        if meta.get("config") != self.config.to_dict():
+            return None
+        try:
+            fingerprint = file_fingerprint(source)
+        except OSError:
+            return None
+        if meta.get("source", {}).get("fingerprint") != fingerprint:
+            return None
+        if not _same_pixel_size(meta.get("pixel_size_given"), pixel_size):
+            return None
+        if not self.tensor_path(micrograph).is_file():
+            return None
+        return meta
+
+    def _base(self, micrograph: str, source: str | Path, pixel_size: float | None) -> dict[str, Any]:
+        try:
+            fingerprint = file_fingerprint(source)
+        except OSError:
+            fingerprint = None
+        return {
+            "format": CACHE_FORMAT,
+            "micrograph": micrograph,
+            "source": {"path": str(source), "fingerprint": fingerprint},
+            "pixel_size_given": pixel_size,
+            "config": self.config.to_dict(),
+        }
+
+    def store(
+        self,
+        micrograph: str,
+        source: str | Path,
+        pixel_size: float | None,
+        tensor: np.ndarray,
+        layout: SquareLayout,
+    ) -> dict[str, Any]:
+        """Write a tensor and its sidecar; returns the sidecar."""
+        expected = (layout.count, self.config.channels, self.config.size, self.config.size)
+        if tensor.shape != expected or tensor.dtype != np.float32:
+            raise ValueError(f"tensor {tensor.shape} {tensor.dtype} does not match {expected} float32")
+        with contextlib.suppress(FileNotFoundError):
+            self.sidecar_path(micrograph).unlink()
+        atomic.save_npy(self.tensor_path(micrograph), tensor)
+        meta = {
+            **self._base(micrograph, source, pixel_size),
+            "status": "ok",
+            "pixel_size": layout.pixel_size,
+            "layout": asdict(layout),
+            "tensor": {"file": self.tensor_path(micrograph).name, "shape": list(tensor.shape), "dtype": "float32"},
+        }
+        atomic.write_text(self.sidecar_path(micrograph), json.dumps(meta, indent=1))
+        return meta
+
+    def store_failure(self, micrograph: str, source: str | Path, pixel_size: float | None, error: str) -> None:
+        """Record why a micrograph failed (its stale tensor, if any, is removed)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.sidecar_path(micrograph).unlink()
+        with contextlib.suppress(FileNotFoundError):
+            self.tensor_path(micrograph).unlink()
+        meta = {**self._base(micrograph, source, pixel_size), "status": "failed", "error": error}
+        atomic.write_text(self.sidecar_path(micrograph), json.dumps(meta, indent=1))
+
+    def load(self, micrograph: str) -> np.ndarray:
+        """The cached tensor, checked against its sidecar and this cache's config."""
+        meta = self.read_sidecar(micrograph)
+        path = self.tensor_path(micrograph)
+        if meta is None or meta.get("status") != "ok":
+            raise FileNotFoundError(f"{path}: no valid cache entry")
+        if meta.get("config") != self.config.to_dict():
+            raise ValueError(
+                f"{path}: made with preprocessing config {meta.get('config')}, "
+                f"expected {self.config.to_dict()}"
+            )
+        return np.load(path, mmap_mode="r", allow_pickle=False)

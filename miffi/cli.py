@@ -1,0 +1,104 @@
+"""The ``miffi`` command line. It parses arguments and calls the package; no logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from miffi import __version__
+from miffi.errors import MiffiError
+
+log = logging.getLogger("miffi")
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="MRC files, RELION .star, cryoSPARC .cs/.csg, a text list of paths, "
+                             "a directory, or a quoted glob such as 'Movies/*.mrc'")
+    parser.add_argument("--pixel-size", type=_positive_float, metavar="Å",
+                        help="pixel size for every micrograph (overrides metadata and headers)")
+    parser.add_argument("--project-dir", type=Path,
+                        help="directory that paths in star/cs/csg/list files are relative to "
+                             "(default: found automatically: the current directory, the file's "
+                             "folder or one of its parents)")
+    parser.add_argument("--pattern", default="*.mrc",
+                        help="file pattern for directory inputs (default: %(default)s)")
+
+
+def cmd_preprocess(args: argparse.Namespace) -> int:
+    from miffi import atomic
+    from miffi.batch import preprocess_table, summarise
+    from miffi.cache import TensorCache
+    from miffi.config import PreprocessConfig
+    from miffi.device import resolve_device
+    from miffi.intake import read_micrographs
+
+    device = resolve_device(args.device)
+    config = PreprocessConfig(power_spectrum=args.channels == 2, max_squares=args.max_squares)
+    table = read_micrographs(args.inputs, args.project_dir, args.pixel_size, args.pattern)
+    cache = TensorCache(args.out, config)
+    status = preprocess_table(table, cache, device, force=args.force, progress=not args.no_progress)
+    status_file = args.status or Path(args.out) / "preprocess.tsv"
+    atomic.write_text(status_file, status.to_csv(sep="\t", index=False))
+    for row in status[status["status"] == "failed"].itertuples():
+        log.warning("failed: %s: %s", row.path, row.error)
+    log.info("%s; status in %s", summarise(status), status_file)
+    return 1 if (status["status"] == "failed").all() else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="miffi", description="Cryo-EM micrograph filtering with Miffi-class models."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only print warnings and errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    pre = sub.add_parser("preprocess", help="micrographs → cached [squares, channels, 384, 384] tensors",
+                         description="Preprocess micrographs exactly as the published Miffi models "
+                                     "expect (miffi_v1 recipe) into DIR/<micrograph>.npy, reusing "
+                                     "tensors whose micrograph and settings have not changed.")
+    add_input_arguments(pre)
+    pre.add_argument("--out", required=True, type=Path, metavar="DIR", help="cache directory")
+    pre.add_argument("--device", default="auto", help="auto (GPU if visible), cpu, cuda or cuda:N")
+    pre.add_argument("--channels", type=int, choices=(1, 2), default=2,
+                     help="2: image + power spectrum (miffi_v1), 1: image only (no_ps models)")
+    pre.add_argument("--max-squares", type=_positive_int, help="keep at most this many squares")
+    pre.add_argument("--force", action="store_true", help="recompute even when the cache is fresh")
+    pre.add_argument("--status", type=Path, help="status table to write (default: DIR/preprocess.tsv)")
+    pre.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pre.set_defaults(func=cmd_preprocess)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="miffi: %(message)s", stream=sys.stderr)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except MiffiError as exc:
+        print(f"miffi: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # bad settings (e.g. a config value) from the core
+        print(f"miffi: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,185 @@
+"""Intake: any supported input → one micrograph table.
+
+The table has one row per micrograph with the columns
+
+``micrograph``
+    unique id (the file stem; parent folders are prefixed when stems collide),
+``path``
+    absolute path of the MRC file,
+``pixel_size``, ``pixel_size_source``
+    Å/px and where it came from: ``user`` > ``metadata`` > ``header`` (``none`` if unknown),
+``optics_group``, ``height``, ``width``
+    when known (shape from the metadata, else the MRC header),
+``input``, ``input_row``, ``input_block``
+    the file the row came from and its row there (for exports),
+
+plus every original column of the input (``rln*`` labels, cryoSPARC fields).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from miffi.errors import InputError, MicrographError
+from miffi.intake.cryosparc import read_cs, read_csg
+from miffi.intake.files import expand_glob, is_glob, read_directory, read_list, single_file
+from miffi.intake.relion import read_relion
+from miffi.mrc import read_header
+
+log = logging.getLogger(__name__)
+
+MRC_SUFFIXES = {".mrc", ".mrcs", ".map"}
+TABLE_READERS = {".star": read_relion, ".cs": read_cs, ".csg": read_csg}
+#: How many folders above a table file are tried as its project directory.
+ROOT_SEARCH_DEPTH = 4
+
+
+def _candidate_roots(source: Path) -> list[Path]:
+    roots = [Path.cwd(), source.parent.resolve()]
+    roots += list(source.parent.resolve().parents)[:ROOT_SEARCH_DEPTH]
+    return list(dict.fromkeys(roots))
+
+
+def resolve_root(raw_paths: Sequence[str], source: Path, project_dir: Path | None) -> Path:
+    """The directory relative paths of ``source`` are relative to.
+
+    The user's ``project_dir`` if given; otherwise the first of the current
+    directory, the file's own folder and its parents in which the first relative
+    paths exist (RELION and cryoSPARC write paths relative to the project root).
+    """
+    if project_dir is not None:
+        return project_dir.resolve()
+    relative = [p for p in raw_paths[:20] if not os.path.isabs(p)]
+    if not relative:
+        return Path.cwd()
+    for root in _candidate_roots(source):
+        if any((root / p).exists() for p in relative):
+            return root
+    return Path.cwd()
+
+
+def unique_ids(paths: Sequence[str]) -> list[str]:
+    """File stems, with as many parent folders prefixed (joined by ``__``) as make them unique.
+
+    ``paths`` must be distinct absolute paths.
+    """
+    folders = [Path(p).parent.parts[1:] for p in paths]
+    ids = [Path(p).stem for p in paths]
+    depth = 0
+    while len(set(ids)) < len(ids):
+        depth += 1
+        counts = Counter(ids)
+        ids = [
+            "__".join([*folders[i][-depth:], Path(p).stem]) if counts[name] > 1 else name
+            for i, (p, name) in enumerate(zip(paths, ids))
+        ]
+    return ids
+
+
+def _read_one(text: str, project_dir: Path | None, pattern: str) -> pd.DataFrame:
+    path = Path(text)
+    if path.is_dir():
+        table = read_directory(path, pattern)
+    elif is_glob(text) and not path.exists():
+        table = expand_glob(text)
+    elif path.suffix.lower() in MRC_SUFFIXES:
+        table = single_file(path)
+    else:
+        if not path.is_file():
+            raise InputError(path, "file not found")
+        reader = TABLE_READERS.get(path.suffix.lower(), read_list)
+        table = reader(path)
+        root = resolve_root(list(table["raw_path"]), path, project_dir)
+        table["raw_path"] = [str(root / p) for p in table["raw_path"]]
+    table["input"] = str(path)
+    table["input_row"] = np.arange(len(table))
+    return table
+
+
+def _add_headers(table: pd.DataFrame) -> None:
+    """Fill shape and header pixel size from the MRC headers (unreadable files: left empty)."""
+    height, width, header_psize = [], [], []
+    for path in table["path"]:
+        try:
+            header = read_header(path)
+        except MicrographError:
+            height.append(pd.NA)
+            width.append(pd.NA)
+            header_psize.append(np.nan)
+            continue
+        height.append(header.height)
+        width.append(header.width)
+        header_psize.append(header.pixel_size if header.pixel_size is not None else np.nan)
+    for column, values in (("height", height), ("width", width)):
+        from_header = pd.array(values, dtype="Int64")
+        table[column] = table[column].fillna(from_header) if column in table else from_header
+    table["header_pixel_size"] = np.asarray(header_psize, dtype=float)
+
+
+def _resolve_pixel_size(table: pd.DataFrame, user_pixel_size: float | None) -> None:
+    metadata = table.get("metadata_pixel_size", pd.Series(np.nan, index=table.index)).astype(float)
+    header = table.get("header_pixel_size", pd.Series(np.nan, index=table.index)).astype(float)
+    metadata = metadata.where(metadata > 0)
+    header = header.where(header > 0)
+    if user_pixel_size is not None:
+        table["pixel_size"] = float(user_pixel_size)
+        table["pixel_size_source"] = "user"
+        return
+    table["pixel_size"] = metadata.fillna(header)
+    table["pixel_size_source"] = np.where(
+        metadata.notna(), "metadata", np.where(header.notna(), "header", "none")
+    )
+
+
+def read_micrographs(
+    inputs: Sequence[str | Path],
+    project_dir: str | Path | None = None,
+    pixel_size: float | None = None,
+    pattern: str = "*.mrc",
+    read_headers: bool = True,
+) -> pd.DataFrame:
+    """Read star/cs/csg/list files, globs, directories and MRC paths into one table.
+
+    Parameters
+    ----------
+    inputs
+        Any mix of the supported inputs; rows keep the inputs' order.
+    project_dir
+        Directory that relative paths in star/cs/csg/list files are relative to;
+        found automatically when not given (see :func:`resolve_root`).
+    pixel_size
+        User override (Å/px) applied to every micrograph.
+    pattern
+        Glob pattern for inputs that are directories.
+    read_headers
+        Read each MRC header for shape and header pixel size (about 0.1 ms a file).
+    """
+    if not inputs:
+        raise InputError("<inputs>", "no input given")
+    if pixel_size is not None and not pixel_size > 0:
+        raise InputError("--pixel-size", f"must be > 0, got {pixel_size}")
+    root = Path(project_dir) if project_dir is not None else None
+    table = pd.concat([_read_one(str(i), root, pattern) for i in inputs], ignore_index=True)
+    table["path"] = [os.path.abspath(p) for p in table["raw_path"]]
+    duplicated = table["path"].duplicated()
+    if duplicated.any():
+        log.warning("%d micrograph(s) listed more than once; keeping the first", int(duplicated.sum()))
+        table = table[~duplicated].reset_index(drop=True)
+    table.insert(0, "micrograph", unique_ids(list(table["path"])))
+    if read_headers:
+        _add_headers(table)
+    _resolve_pixel_size(table, pixel_size)
+    for column in ("optics_group", "height", "width", "input_block"):
+        if column not in table:
+            table[column] = pd.NA
+    front = ["micrograph", "path", "pixel_size", "pixel_size_source", "optics_group", "height", "width",
+             "input", "input_row", "input_block"]
+    rest = [c for c in table.columns if c not in front and c != "raw_path"]
+    return table[front + rest]

@@ -1,0 +1,115 @@
+"""Reading micrographs from MRC files, with checks that name the file and the problem.
+
+Supported: modes 0 (int8), 1 (int16), 2 (float32), 6 (uint16) and 12 (float16), with
+or without an extended header (FEI/EPU), as a 2D image or a single-section stack.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+from miffi.errors import MicrographError
+
+SUPPORTED_MODES = {0: "int8", 1: "int16", 2: "float32", 6: "uint16", 12: "float16"}
+HEADER_BYTES = 1024
+#: Smallest side accepted; anything smaller is not a micrograph.
+MIN_SIDE = 32
+
+
+@dataclass(frozen=True)
+class MrcHeader:
+    """What the header of a micrograph file says, validated against the file size."""
+
+    path: str
+    height: int
+    width: int
+    mode: int
+    pixel_size: float | None
+
+
+def read_header(path: str | Path) -> MrcHeader:
+    """Read and validate the header of ``path``.
+
+    Raises
+    ------
+    MicrographError
+        For a missing or empty file, an unsupported mode, a stack of more than one
+        section, or a header whose dimensions the file is too short to hold.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise MicrographError(path, "file not found") from None
+    except OSError as exc:
+        raise MicrographError(path, f"cannot be read ({exc.strerror})") from None
+    if path.is_dir():
+        raise MicrographError(path, "is a directory, not an MRC file")
+    if size == 0:
+        raise MicrographError(path, "empty file (0 bytes)")
+    if size < HEADER_BYTES:
+        raise MicrographError(path, f"too short for an MRC header ({size} bytes < {HEADER_BYTES})")
+    try:
+        with warnings.catch_warnings(), mrcfile.open(path, header_only=True, permissive=True) as mrc:
+            warnings.simplefilter("ignore")
+            header = mrc.header
+            voxel = float(mrc.voxel_size.x)
+    except (ValueError, OSError) as exc:
+        raise MicrographError(path, f"not a readable MRC file ({exc})") from None
+
+    mode = int(header.mode)
+    if mode not in SUPPORTED_MODES:
+        names = ", ".join(f"{m} ({n})" for m, n in SUPPORTED_MODES.items())
+        raise MicrographError(path, f"MRC mode {mode} is not supported (supported: {names})")
+    nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)
+    if min(nx, ny, nz) < 1:
+        raise MicrographError(path, f"header has invalid dimensions {nx}×{ny}×{nz}")
+    if nz > 1:
+        raise MicrographError(path, f"is a stack of {nz} sections; expected one 2D micrograph")
+    itemsize = np.dtype(SUPPORTED_MODES[mode]).itemsize
+    needed = HEADER_BYTES + max(int(header.nsymbt), 0) + nx * ny * nz * itemsize
+    if size < needed:
+        raise MicrographError(
+            path,
+            f"truncated or corrupt: header claims {nx}×{ny}×{nz} {SUPPORTED_MODES[mode]} values "
+            f"({needed} bytes with headers) but the file has {size} bytes",
+        )
+    if min(nx, ny) < MIN_SIDE:
+        raise MicrographError(path, f"image of {nx}×{ny} pixels is too small to be a micrograph")
+    pixel_size = voxel if math.isfinite(voxel) and voxel > 0 else None
+    return MrcHeader(str(path), height=ny, width=nx, mode=mode, pixel_size=pixel_size)
+
+
+@contextlib.contextmanager
+def open_micrograph(path: str | Path) -> Iterator[tuple[np.ndarray, MrcHeader]]:
+    """Memory-map a validated micrograph; yields its 2D data (rows = y) and header.
+
+    The array is a read-only view into the file and is valid only inside the block.
+    """
+    header = read_header(path)
+    with contextlib.ExitStack() as stack:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                mrc = stack.enter_context(mrcfile.mmap(path, mode="r", permissive=True))
+                data = mrc.data
+        except (ValueError, OSError) as exc:
+            raise MicrographError(path, f"not a readable MRC file ({exc})") from None
+        if data is None:
+            raise MicrographError(path, "data block could not be read")
+        yield data.reshape(header.height, header.width), header
+
+
+def file_fingerprint(path: str | Path) -> dict[str, int]:
+    """Size and modification time: what decides whether a cached tensor is stale."""
+    stat = os.stat(path)
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}

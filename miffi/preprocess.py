@@ -1,0 +1,173 @@
+"""Micrograph → network input tensor, the ``miffi_v1`` recipe.
+
+Per square: ``rfft2`` → Fourier crop to ``D`` → real-space image (``irfft2`` of the
+cropped transform) and power-spectrum image (amplitudes of the *same* cropped
+transform, no second FFT) → bilinear antialiased resize → robust normalisation.
+The exact order and conventions are those of the published models (see the shared
+MIFFI-COMPAT.md); tests compare against a literal transcription of that text.
+
+On the CPU the FFTs run in scipy with one worker per available core; on a GPU they run
+in torch. Only the forward crop and the inverse transform differ between the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.fft
+import torch
+import torch.nn.functional as F
+
+from miffi.config import PreprocessConfig
+from miffi.device import available_cores
+from miffi.errors import MicrographError
+from miffi.mrc import MrcHeader, open_micrograph
+from miffi.squares import SquareLayout, layout_for
+
+
+@dataclass(frozen=True)
+class LoadedMicrograph:
+    """Squares of one micrograph read from disk, ready for the transform."""
+
+    path: str
+    squares: np.ndarray  # [k, n, n] float32
+    layout: SquareLayout
+    header: MrcHeader
+
+
+def extract_squares(data: np.ndarray, layout: SquareLayout) -> np.ndarray:
+    """Copy the squares of a 2D micrograph into one ``[k, n, n]`` float32 array."""
+    source = data.T if layout.transposed else data
+    out = np.empty((layout.count, layout.side, layout.side), dtype=np.float32)
+    for i, (start, stop) in enumerate(layout.columns):
+        out[i] = source[:, start:stop]
+    return out
+
+
+def load_squares(path: str | Path, pixel_size: float | None, config: PreprocessConfig) -> LoadedMicrograph:
+    """Read a micrograph and cut it into squares.
+
+    ``pixel_size`` (from metadata or the user) wins over the header's value.
+    """
+    with open_micrograph(path) as (data, header):
+        apix = pixel_size if pixel_size is not None else header.pixel_size
+        if apix is None:
+            raise MicrographError(path, "no pixel size in the header or the metadata; give --pixel-size")
+        try:
+            layout = layout_for(data.shape, apix, config.target_pixel_size, config.max_squares)
+        except ValueError as exc:
+            raise MicrographError(path, str(exc)) from None
+        squares = extract_squares(data, layout)
+    return LoadedMicrograph(str(path), squares, layout, header)
+
+
+def _cropped_rfft2_cpu(squares: np.ndarray, crop: int) -> np.ndarray:
+    # Row transforms first, then only the D/2+1 kept columns go through the column FFT.
+    half = crop // 2
+    side = squares.shape[-1]
+    workers = available_cores()
+    spectrum = scipy.fft.rfft(squares, axis=-1, workers=workers)[..., : half + 1]
+    spectrum = scipy.fft.fft(spectrum, axis=-2, workers=workers, overwrite_x=True)
+    return np.concatenate([spectrum[..., :half, :], spectrum[..., side - half :, :]], axis=-2)
+
+
+def _cropped_rfft2_torch(squares: torch.Tensor, crop: int) -> torch.Tensor:
+    half = crop // 2
+    side = squares.shape[-1]
+    spectrum = torch.fft.fft(torch.fft.rfft(squares, dim=-1)[..., : half + 1], dim=-2)
+    return torch.cat([spectrum[..., :half, :], spectrum[..., side - half :, :]], dim=-2)
+
+
+def cropped_transform(squares: np.ndarray | torch.Tensor, crop: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fourier-crop ``[k, n, n]`` squares to ``D = crop``.
+
+    Returns the real-space image ``irfft2(Fc)`` (``[k, D, D]``) and the amplitude
+    ``|Fc|`` of the cropped half-spectrum (``[k, D, D/2+1]``), both on ``device``.
+    """
+    if device.type == "cpu":
+        host = squares.numpy() if isinstance(squares, torch.Tensor) else squares
+        fc = _cropped_rfft2_cpu(host, crop)
+        image = scipy.fft.irfft2(fc, s=(crop, crop), workers=available_cores())
+        return torch.from_numpy(image), torch.from_numpy(np.abs(fc))  # numpy's abs is ~10x torch's here
+    tensor = torch.as_tensor(squares).to(device, non_blocking=True)
+    fc = _cropped_rfft2_torch(tensor, crop)
+    return torch.fft.irfft2(fc, s=(crop, crop)), fc.abs()
+
+
+def power_spectrum_image(amplitude: torch.Tensor) -> torch.Tensor:
+    """The ``D × D`` power-spectrum image of the ``miffi_v1`` recipe, DC at ``(D/2, D/2)``.
+
+    ``amplitude`` is ``|Fc|`` (``[..., D, D/2+1]``). The right half holds it (Nyquist
+    column dropped) with its rows shifted by ``D/2``; the left half is the right half
+    flipped along both axes.
+    """
+    half = amplitude.shape[-2] // 2
+    out = amplitude.new_empty((*amplitude.shape[:-1], 2 * half))
+    right = out[..., half:]
+    right[..., half:, :] = amplitude[..., :half, :half]
+    right[..., :half, :] = amplitude[..., half:, :half]
+    out[..., :half] = right.flip(-1, -2)
+    return out
+
+
+def robust_normalise(x: torch.Tensor, iterations: int = 3, nsigma: float = 3.0, clip: float = 2.5) -> torch.Tensor:
+    """Normalise every ``[H, W]`` plane of ``x`` by a robust mean and std, then clip.
+
+    Bounds start at the plane's (min, max); each iteration takes the values strictly
+    inside the bounds, their mean and unbiased std, and moves the bounds to
+    mean ± nsigma·std. A constant plane gives NaN (std 0), which callers report.
+    """
+    flat = x.reshape(-1, x.shape[-2] * x.shape[-1])
+    mean = flat.mean(dim=1, keepdim=True)
+    std = flat.std(dim=1, keepdim=True)
+    low = flat.amin(dim=1, keepdim=True)
+    high = flat.amax(dim=1, keepdim=True)
+    for _ in range(iterations):
+        inside = (flat > low) & (flat < high)
+        count = inside.sum(dim=1, keepdim=True)
+        mean = torch.where(inside, flat, 0.0).sum(dim=1, keepdim=True) / count
+        deviation = torch.where(inside, flat - mean, 0.0)
+        std = (deviation.square().sum(dim=1, keepdim=True) / (count - 1)).sqrt()
+        low, high = mean - nsigma * std, mean + nsigma * std
+    return ((flat - mean) / std).clamp(-clip, clip).reshape(x.shape)
+
+
+def _resize(planes: torch.Tensor, size: int) -> torch.Tensor:
+    """``[k, D, D]`` → ``[k, 1, size, size]``, torchvision ``Resize(antialias=True)`` semantics."""
+    return F.interpolate(planes[:, None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+def squares_to_tensor(
+    squares: np.ndarray | torch.Tensor,
+    crop: int,
+    config: PreprocessConfig,
+    device: torch.device,
+) -> torch.Tensor:
+    """``[k, n, n]`` squares → ``[k, channels, size, size]`` float32 tensor on ``device``."""
+    image, amplitude = cropped_transform(squares, crop, device)
+    planes = [image]
+    if config.power_spectrum:
+        planes.append(power_spectrum_image(amplitude))
+    # Resize each plane on its own: stacking the full-size planes first costs a copy.
+    resized = torch.cat([_resize(plane.to(torch.float32), config.size) for plane in planes], dim=1)
+    return robust_normalise(resized, config.norm_iterations, config.norm_nsigma, config.clip)
+
+
+def micrograph_tensor(loaded: LoadedMicrograph, config: PreprocessConfig, device: torch.device) -> np.ndarray:
+    """The cached array ``[squares, channels, size, size]`` (float32) of one micrograph.
+
+    Raises
+    ------
+    MicrographError
+        When the result is not finite: NaN/Inf in the file, or a square without contrast.
+    """
+    tensor = squares_to_tensor(loaded.squares, loaded.layout.crop, config, device)
+    finite = torch.isfinite(tensor).flatten(1).all(dim=1)
+    if not bool(finite.all()):
+        if not np.isfinite(loaded.squares).all():
+            raise MicrographError(loaded.path, "contains NaN or Inf values")
+        bad = int((~finite).nonzero()[0, 0])
+        raise MicrographError(loaded.path, f"square {bad} has constant values (no contrast)")
+    return np.ascontiguousarray(tensor.cpu().numpy())
