@@ -32,17 +32,28 @@ class LoadedMicrograph:
     """Squares of one micrograph read from disk, ready for the transform."""
 
     path: str
-    squares: np.ndarray  # [k, n, n] float32
+    squares: np.ndarray  # [k, n, n] float32, with ``offset`` subtracted
+    offset: float
     layout: SquareLayout
     header: MrcHeader
 
 
-def extract_squares(data: np.ndarray, layout: SquareLayout) -> np.ndarray:
-    """Copy the squares of a 2D micrograph into one ``[k, n, n]`` float32 array."""
+def estimate_offset(data: np.ndarray) -> float:
+    """A value near the micrograph's mean, from a sparse sample (cheap on a memory map)."""
+    step = max(1, min(data.shape) // 64)
+    return float(np.mean(data[::step, ::step], dtype=np.float64))
+
+
+def extract_squares(data: np.ndarray, layout: SquareLayout, offset: float = 0.0) -> np.ndarray:
+    """Copy the squares of a 2D micrograph, minus ``offset``, into one ``[k, n, n]`` float32 array.
+
+    Subtracting a constant near the mean keeps float32 FFTs accurate on micrographs
+    with a large mean (detector counts of thousands): see :func:`cropped_transform`.
+    """
     source = data.T if layout.transposed else data
     out = np.empty((layout.count, layout.side, layout.side), dtype=np.float32)
     for i, (start, stop) in enumerate(layout.columns):
-        out[i] = source[:, start:stop]
+        np.subtract(source[:, start:stop], offset, out=out[i], casting="unsafe")
     return out
 
 
@@ -59,8 +70,9 @@ def load_squares(path: str | Path, pixel_size: float | None, config: PreprocessC
             layout = layout_for(data.shape, apix, config.target_pixel_size, config.max_squares)
         except ValueError as exc:
             raise MicrographError(path, str(exc)) from None
-        squares = extract_squares(data, layout)
-    return LoadedMicrograph(str(path), squares, layout, header)
+        offset = estimate_offset(data)
+        squares = extract_squares(data, layout, offset)
+    return LoadedMicrograph(str(path), squares, offset, layout, header)
 
 
 def _cropped_rfft2_cpu(squares: np.ndarray, crop: int) -> np.ndarray:
@@ -80,20 +92,32 @@ def _cropped_rfft2_torch(squares: torch.Tensor, crop: int) -> torch.Tensor:
     return torch.cat([spectrum[..., :half, :], spectrum[..., side - half :, :]], dim=-2)
 
 
-def cropped_transform(squares: np.ndarray | torch.Tensor, crop: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fourier-crop ``[k, n, n]`` squares to ``D = crop``.
+def cropped_transform(
+    squares: np.ndarray | torch.Tensor, crop: int, device: torch.device, offset: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fourier-crop ``[k, n, n]`` squares (that had ``offset`` subtracted) to ``D = crop``.
 
     Returns the real-space image ``irfft2(Fc)`` (``[k, D, D]``) and the amplitude
     ``|Fc|`` of the cropped half-spectrum (``[k, D, D/2+1]``), both on ``device``.
+
+    The offset only changes the DC term, so it is added back there (in float64) for
+    the amplitudes. The image is left without it: a constant shift does not change
+    the image channel after the (shift-invariant) resize and robust normalisation.
     """
+    side = squares.shape[-1]
     if device.type == "cpu":
         host = squares.numpy() if isinstance(squares, torch.Tensor) else squares
         fc = _cropped_rfft2_cpu(host, crop)
-        image = scipy.fft.irfft2(fc, s=(crop, crop), workers=available_cores())
-        return torch.from_numpy(image), torch.from_numpy(np.abs(fc))  # numpy's abs is ~10x torch's here
-    tensor = torch.as_tensor(squares).to(device, non_blocking=True)
-    fc = _cropped_rfft2_torch(tensor, crop)
-    return torch.fft.irfft2(fc, s=(crop, crop)), fc.abs()
+        image = torch.from_numpy(scipy.fft.irfft2(fc, s=(crop, crop), workers=available_cores()))
+        amplitude = torch.from_numpy(np.abs(fc))  # numpy's complex abs is ~10x torch's on the CPU
+    else:
+        fc = _cropped_rfft2_torch(torch.as_tensor(squares).to(device, non_blocking=True), crop)
+        image = torch.fft.irfft2(fc, s=(crop, crop))
+        amplitude = fc.abs()
+    dc = fc[..., 0, 0]
+    dc = torch.from_numpy(dc) if isinstance(dc, np.ndarray) else dc
+    amplitude[..., 0, 0] = (dc.to(torch.complex128) + offset * side * side).abs().to(amplitude.dtype)
+    return image, amplitude
 
 
 def power_spectrum_image(amplitude: torch.Tensor) -> torch.Tensor:
@@ -144,14 +168,20 @@ def squares_to_tensor(
     crop: int,
     config: PreprocessConfig,
     device: torch.device,
+    offset: float = 0.0,
 ) -> torch.Tensor:
-    """``[k, n, n]`` squares → ``[k, channels, size, size]`` float32 tensor on ``device``."""
-    image, amplitude = cropped_transform(squares, crop, device)
-    planes = [image]
-    if config.power_spectrum:
-        planes.append(power_spectrum_image(amplitude))
+    """``[k, n, n]`` squares (minus ``offset``) → ``[k, channels, size, size]`` float32 on ``device``."""
+    image, amplitude = cropped_transform(squares, crop, device, offset)
     # Resize each plane on its own: stacking the full-size planes first costs a copy.
-    resized = torch.cat([_resize(plane.to(torch.float32), config.size) for plane in planes], dim=1)
+    planes = [_resize(image.to(torch.float32), config.size)]
+    if config.power_spectrum:
+        spectrum = _resize(power_spectrum_image(amplitude).to(torch.float32), config.size)
+        # The spectrum image and the resize grid are point-symmetric about the centre, so
+        # in exact arithmetic every value occurs twice, its maximum (DC) included. Rounding
+        # can split such twins, and the robust normalisation, which drops values equal to
+        # the max, then keeps one DC twin. Averaging with the mirror restores exact twins.
+        planes.append(0.5 * (spectrum + spectrum.flip(-1, -2)))
+    resized = torch.cat(planes, dim=1)
     return robust_normalise(resized, config.norm_iterations, config.norm_nsigma, config.clip)
 
 
@@ -163,7 +193,7 @@ def micrograph_tensor(loaded: LoadedMicrograph, config: PreprocessConfig, device
     MicrographError
         When the result is not finite: NaN/Inf in the file, or a square without contrast.
     """
-    tensor = squares_to_tensor(loaded.squares, loaded.layout.crop, config, device)
+    tensor = squares_to_tensor(loaded.squares, loaded.layout.crop, config, device, loaded.offset)
     finite = torch.isfinite(tensor).flatten(1).all(dim=1)
     if not bool(finite.all()):
         if not np.isfinite(loaded.squares).all():
