@@ -59,18 +59,21 @@ def read_header(path: str | Path) -> MrcHeader:
     if size < HEADER_BYTES:
         raise MicrographError(path, f"too short for an MRC header ({size} bytes < {HEADER_BYTES})")
     try:
-        with warnings.catch_warnings(), mrcfile.open(path, header_only=True, permissive=True) as mrc:
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            header = mrc.header
-            voxel = float(mrc.voxel_size.x)
+            with mrcfile.open(path, header_only=True, permissive=True) as mrc:
+                header = mrc.header
+                voxel = float(mrc.voxel_size.x)
     except (ValueError, OSError) as exc:
         raise MicrographError(path, f"not a readable MRC file ({exc})") from None
 
     mode = int(header.mode)
+    nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)
+    if bytes(header.map) != b"MAP " and (mode not in SUPPORTED_MODES or min(nx, ny, nz) < 1):
+        raise MicrographError(path, "not an MRC file (no 'MAP ' ID and an invalid header)")
     if mode not in SUPPORTED_MODES:
         names = ", ".join(f"{m} ({n})" for m, n in SUPPORTED_MODES.items())
         raise MicrographError(path, f"MRC mode {mode} is not supported (supported: {names})")
-    nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)
     if min(nx, ny, nz) < 1:
         raise MicrographError(path, f"header has invalid dimensions {nx}×{ny}×{nz}")
     if nz > 1:

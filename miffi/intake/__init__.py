@@ -118,7 +118,7 @@ def _add_headers(table: pd.DataFrame) -> None:
         width.append(header.width)
         header_psize.append(header.pixel_size if header.pixel_size is not None else np.nan)
     for column, values in (("height", height), ("width", width)):
-        from_header = pd.array(values, dtype="Int64")
+        from_header = pd.Series(pd.array(values, dtype="Int64"), index=table.index)
         table[column] = table[column].fillna(from_header) if column in table else from_header
     table["header_pixel_size"] = np.asarray(header_psize, dtype=float)
 
