@@ -68,10 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="miffi", description="Cryo-EM micrograph filtering with Miffi-class models."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only print warnings and errors")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="only print warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    pre = sub.add_parser("preprocess", help="micrographs → cached [squares, channels, 384, 384] tensors",
+    pre = sub.add_parser("preprocess", parents=[common], help="micrographs → cached [squares, channels, 384, 384] tensors",
                          description="Preprocess micrographs exactly as the published Miffi models "
                                      "expect (miffi_v1 recipe) into DIR/<micrograph>.npy, reusing "
                                      "tensors whose micrograph and settings have not changed.")
