@@ -95,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="miffi: %(message)s", stream=sys.stderr)
     func: Callable[[argparse.Namespace], int] = args.func
+    from miffi.device import retain_freed_memory
+
+    retain_freed_memory()
     try:
         return func(args)
     except MiffiError as exc:

@@ -41,7 +41,9 @@ class LoadedMicrograph:
 def estimate_offset(data: np.ndarray) -> float:
     """A value near the micrograph's mean, from a sparse sample (cheap on a memory map)."""
     step = max(1, min(data.shape) // 64)
-    return float(np.mean(data[::step, ::step], dtype=np.float64))
+    with np.errstate(invalid="ignore", over="ignore"):
+        offset = float(np.mean(data[::step, ::step], dtype=np.float64))
+    return offset if np.isfinite(offset) else 0.0  # NaN/Inf data is reported later
 
 
 def extract_squares(data: np.ndarray, layout: SquareLayout, offset: float = 0.0) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import mrcfile
@@ -31,7 +32,8 @@ def write_mrc(
 ) -> Path:
     """Write ``data`` as an MRC file (mode from its dtype) with the given header pixel size."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with mrcfile.new(path, overwrite=True) as mrc:
+    with mrcfile.new(path, overwrite=True) as mrc, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # header statistics of NaN/Inf test data
         mrc.set_data(data)
         if extended_header is not None:
             mrc.set_extended_header(extended_header)

@@ -130,7 +130,6 @@ def _bad_files(folder):
     }
 
 
-@pytest.mark.filterwarnings("ignore:Data array contains:RuntimeWarning")  # writing the NaN/Inf files
 def test_bad_micrographs_are_recorded_and_the_rest_goes_on(tmp_path):
     folder = tmp_path / "mics"
     expected = _bad_files(folder)
