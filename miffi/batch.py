@@ -1,7 +1,7 @@
 """Preprocess a micrograph table into a tensor cache, one bad micrograph never stopping the rest.
 
-Reading runs in a background thread a couple of micrographs ahead, so disk I/O
-overlaps the transforms (which use every core through scipy / torch).
+Reading runs in background threads a few micrographs ahead, so disk I/O overlaps
+the transforms (which use every core through scipy / torch).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from miffi.cache import TensorCache
+from miffi.device import available_cores
 from miffi.errors import MicrographError
 from miffi.preprocess import LoadedMicrograph, load_squares, micrograph_tensor
 
@@ -40,13 +41,16 @@ def preprocess_table(
     device: torch.device,
     force: bool = False,
     progress: bool = True,
-    prefetch: int = 2,
+    readers: int | None = None,
 ) -> pd.DataFrame:
     """Make (or reuse) the cached tensor of every micrograph in ``table``.
 
-    Returns one row per micrograph: ``status`` is ``cached`` (reused), ``computed``
-    or ``failed`` (with ``error``); failures are also recorded in the cache.
+    ``readers`` threads read micrographs ahead of the transforms (default: one per
+    four cores, at least one, at most four). Returns one row per micrograph:
+    ``status`` is ``cached`` (reused), ``computed`` or ``failed`` (with ``error``);
+    failures are also recorded in the cache.
     """
+    readers = readers or max(1, min(4, available_cores() // 4))
     rows: dict[str, dict] = {}
     todo: list[tuple[str, str, float | None]] = []
     for micrograph, path, psize in zip(table["micrograph"], table["path"], table["pixel_size"]):
@@ -59,7 +63,7 @@ def preprocess_table(
                                 "pixel_size": meta["pixel_size"], "seconds": 0.0}
 
     with tqdm(total=len(table), desc="preprocess", unit="mic", disable=not progress) as bar, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="miffi-read") as reader:
+            ThreadPoolExecutor(max_workers=readers, thread_name_prefix="miffi-read") as reader:
         bar.update(len(rows))
         pending: deque[tuple[str, str, float | None, Future[LoadedMicrograph]]] = deque()
         queue = iter(todo)
@@ -70,7 +74,7 @@ def preprocess_table(
                 micrograph, path, given = item
                 pending.append((micrograph, path, given, reader.submit(load_squares, path, given, cache.config)))
 
-        for _ in range(max(prefetch, 1)):
+        for _ in range(readers + 1):
             submit_next()
         while pending:
             started = time.perf_counter()
