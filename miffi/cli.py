@@ -63,6 +63,22 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     return 1 if (status["status"] == "failed").all() else 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from miffi.labels import GROUPS
+    from miffi.simulate.config import SimulationConfig, parse_detector
+    from miffi.simulate.dataset import simulate_dataset
+
+    config = SimulationConfig.from_yaml(args.config) if args.config else SimulationConfig()
+    table = simulate_dataset(args.out, args.n, parse_detector(args.detector), config, seed=args.seed,
+                             float16=args.float16, workers=args.workers, progress=not args.no_progress)
+    counts = "; ".join(
+        f"{group}: " + ", ".join(f"{label} {count}" for label, count in table[group].value_counts().items())
+        for group in GROUPS
+    )
+    log.info("wrote %d micrographs to %s (%s)", len(table), args.out, counts)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="miffi", description="Cryo-EM micrograph filtering with Miffi-class models."
@@ -86,6 +102,22 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--status", type=Path, help="status table to write (default: DIR/preprocess.tsv)")
     pre.add_argument("--no-progress", action="store_true", help="no progress bar")
     pre.set_defaults(func=cmd_preprocess)
+
+    sim = sub.add_parser("simulate", parents=[common], help="write a labelled dataset of simulated micrographs",
+                         description="Simulate micrographs with known Miffi labels (CTF, vitreous and "
+                                     "crystalline ice, drift, cracks, empty holes, support film, "
+                                     "contamination, shot noise): micrographs/*.mrc, labels.csv, "
+                                     "micrographs.star and exposures.cs/.csg.")
+    sim.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
+    sim.add_argument("--n", required=True, type=_positive_int, help="number of micrographs")
+    sim.add_argument("--detector", default="k3", help="k3, k2, falcon or WxH@APIX, e.g. 1024x1024@1.0 "
+                                                      "(default: %(default)s)")
+    sim.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    sim.add_argument("--config", type=Path, help="YAML with the label mix and parameter ranges")
+    sim.add_argument("--float16", action="store_true", help="write MRC mode 12 (float16) instead of float32")
+    sim.add_argument("--workers", type=_positive_int, help="processes (default: one per four cores)")
+    sim.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sim.set_defaults(func=cmd_simulate)
     return parser
 
 
