@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import math
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -141,7 +142,8 @@ def simulate_dataset(
                 rows.append(_make_one(job))
                 bar.update(1)
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            # "spawn": forking a process whose BLAS/FFT thread pools are running can deadlock
+            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 rows = []
                 for row in pool.map(_make_one, jobs, chunksize=max(1, math.ceil(n / (4 * workers)))):
                     rows.append(row)

@@ -279,6 +279,8 @@ def paste_particles(
     templates = particle_templates(scene.particle_diameter, pixel_size, rng)
     size = templates[0].shape[0]
     half = size // 2
+    if size >= min(rows, cols):  # an image smaller than one particle
+        return 0
     placed = 0
     for _ in range(wanted):
         cy, cx = int(rng.integers(half, rows - half)), int(rng.integers(half, cols - half))
@@ -404,4 +406,20 @@ def render(scene: Scene) -> np.ndarray:
     scene.contamination_fraction_actual = float((contamination > 0.5).mean())
     scene.crystal_fraction_actual = float((domains > 0.5).mean())
     scene.ctf_max_resolution, scene.ctf_figure_of_merit = estimate_fit_resolution(scene, rng)
-    return rng.poisson(np.clip(expected, 0, None)).astype(np.float32)
+    return shot_noise(np.clip(expected, 0, None), rng)
+
+
+#: Above this many expected electrons per pixel, shot noise is drawn from the normal
+#: approximation of the Poisson distribution (same mean and variance; 10x faster).
+NORMAL_APPROXIMATION_COUNTS = 20.0
+
+
+def shot_noise(expected: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Integer electron counts with Poisson statistics around ``expected``."""
+    counts = expected + np.sqrt(expected) * rng.standard_normal(expected.shape, dtype=np.float32)
+    np.rint(counts, out=counts)
+    np.clip(counts, 0, None, out=counts)
+    low = expected < NORMAL_APPROXIMATION_COUNTS
+    if low.any():
+        counts[low] = rng.poisson(expected[low])
+    return counts.astype(np.float32)
