@@ -211,6 +211,10 @@ def test_dataset_files_and_determinism(tmp_path):
         assert mrc.data.shape == (384, 512) and mrc.data.dtype == np.float32
         assert float(mrc.voxel_size.x) == pytest.approx(1.1)
     assert not other.equals(table)
+    # the same settings again: nothing is rewritten
+    before = first.stat().st_mtime_ns
+    pd.testing.assert_frame_equal(simulate_dataset(tmp_path / "a", 6, detector, seed=7, progress=False), table)
+    assert first.stat().st_mtime_ns == before
 
 
 def test_dataset_reads_back_through_every_intake_path(tmp_path, monkeypatch):

@@ -8,9 +8,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
 import mrcfile
@@ -21,12 +23,13 @@ import yaml
 from cryosparc.dataset import Dataset
 from tqdm import tqdm
 
-from miffi import atomic
+from miffi import __version__, atomic
 from miffi.device import available_cores
 from miffi.simulate.config import Detector, SimulationConfig
 from miffi.simulate.scene import Scene, draw_scene, render
 
 MICROGRAPH_DIR = "micrographs"
+OUTPUT_FILES = ("labels.csv", "micrographs.star", "exposures.cs", "exposures.csg")
 
 
 def _write_mrc(path: Path, image: np.ndarray, pixel_size: float, float16: bool) -> None:
@@ -122,16 +125,26 @@ def simulate_dataset(
 
     Each micrograph's labels and parameters come from its own random stream
     (``seed``, index), so a dataset is the same for a given seed whatever ``workers``.
+    A dataset already in ``out`` with the same settings is kept as it is (files
+    untouched, so caches of it stay valid).
     """
     if n < 1:
         raise ValueError(f"--n must be >= 1, got {n}")
     config = config or SimulationConfig()
     out = Path(out)
     folder = out / MICROGRAPH_DIR
-    folder.mkdir(parents=True, exist_ok=True)
     width = max(5, len(str(n)))
-    scenes = [draw_scene(f"sim_{i:0{width}d}", int(np.random.SeedSequence([seed, i]).generate_state(1)[0]),
-                         detector, config) for i in range(n)]
+    names = [f"sim_{i:0{width}d}" for i in range(n)]
+    manifest = json.dumps({"n": n, "detector": asdict(detector), "config": asdict(config), "seed": seed,
+                           "float16": float16, "version": __version__}, sort_keys=True)
+    manifest_file = out / "simulation.json"
+    outputs = [out / name for name in OUTPUT_FILES] + [folder / f"{m}.mrc" for m in names]
+    if manifest_file.is_file() and manifest_file.read_text() == manifest and all(p.is_file() for p in outputs):
+        return pd.read_csv(out / "labels.csv")  # same settings: the dataset is already there
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest_file.unlink(missing_ok=True)
+    scenes = [draw_scene(name, int(np.random.SeedSequence([seed, i]).generate_state(1)[0]), detector, config)
+              for i, name in enumerate(names)]
     jobs = [(scene, folder, float16) for scene in scenes]
     # Rendering uses every core for its FFTs; a few processes help on many-core machines.
     workers = workers or max(1, min(8, available_cores() // 4))
@@ -152,4 +165,5 @@ def simulate_dataset(
     atomic.write_text(out / "labels.csv", table.to_csv(index=False))
     write_star(table, out / "micrographs.star")
     write_cryosparc(table, out)
+    atomic.write_text(manifest_file, manifest)
     return table
