@@ -32,6 +32,10 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="MRC files, RELION .star, cryoSPARC .cs/.csg, a text list of paths, "
                              "a directory, or a quoted glob such as 'Movies/*.mrc'")
+    add_input_options(parser)
+
+
+def add_input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pixel-size", type=_positive_float, metavar="Å",
                         help="pixel size for every micrograph (overrides metadata and headers)")
     parser.add_argument("--project-dir", type=Path,
@@ -79,6 +83,50 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _thresholds(text: str) -> dict[str, float]:
+    """``0.8`` (all groups) or ``film=0.8,drift=0.9``."""
+    from miffi.labels import GROUPS
+
+    if "=" not in text:
+        return {group: float(text) for group in GROUPS}
+    values = {}
+    for part in text.split(","):
+        group, _, value = part.partition("=")
+        if group.strip() not in GROUPS:
+            raise argparse.ArgumentTypeError(f"unknown group {group.strip()!r} (groups: {', '.join(GROUPS)})")
+        values[group.strip()] = float(value)
+    return {**{group: 0.7 for group in GROUPS}, **values}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from miffi.combine import CategorySettings, group_rules
+    from miffi.device import resolve_device
+    from miffi.run import RunOptions, run_pipeline
+
+    if args.model is None:
+        raise MiffiError("--model is required (a weight-free classifier is not available yet)")
+    group_rules(args.rule)  # fail on a bad rule before any work
+    bad_crystallinity = ("major_crystalline",) if args.minor_crystalline_good else \
+        ("minor_crystalline", "major_crystalline")
+    options = RunOptions(
+        model=args.model, arch=args.arch, cache_dir=args.cache, device=resolve_device(args.device),
+        rule=args.rule,
+        categories=CategorySettings(args.good_threshold, args.bad_threshold, bad_crystallinity),
+        formats=args.formats.split(","), export_categories=args.categories.split(",") if args.categories else None,
+        split_confidence=args.split_confidence, batch_size=args.batch_size, bf16=args.bf16,
+        pixel_size=args.pixel_size, project_dir=args.project_dir, pattern=args.pattern,
+        progress=not args.no_progress,
+    )
+    results = run_pipeline(args.input, args.outdir, options)
+    failed = results[results["status"] == "failed"]
+    for row in failed.itertuples():
+        log.warning("failed: %s: %s", row.path, row.error)
+    counts = results["category"].value_counts()
+    log.info("%d micrographs: %s; %d failed; results in %s", len(results),
+             ", ".join(f"{k} {v}" for k, v in counts.items()), len(failed), Path(args.outdir) / "results.tsv")
+    return 1 if len(failed) == len(results) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="miffi", description="Cryo-EM micrograph filtering with Miffi-class models."
@@ -118,6 +166,36 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--workers", type=_positive_int, help="processes (default: one per four cores)")
     sim.add_argument("--no-progress", action="store_true", help="no progress bar")
     sim.set_defaults(func=cmd_simulate)
+
+    run = sub.add_parser("run", parents=[common], help="intake → preprocess → infer → combine → export",
+                         description="Classify micrographs and write predictions.tsv, results.tsv, "
+                                     "relion/<category>.star, cryosparc/<category>.cs + .csg and "
+                                     "lists/<category>.txt under OUTDIR.")
+    run.add_argument("--input", nargs="+", required=True, metavar="INPUT",
+                     help="star/cs/csg/list files, MRC files, directories or quoted globs")
+    run.add_argument("--model", type=Path, help="TorchScript model (miffi_v1.pt), timm state dict or "
+                                                "miffi .safetensors checkpoint")
+    run.add_argument("--arch", default="convnext_small", help="timm architecture for state dicts")
+    run.add_argument("--outdir", required=True, type=Path)
+    run.add_argument("--cache", type=Path, help="tensor cache directory (default: OUTDIR/cache)")
+    run.add_argument("--device", default="auto", help="auto (GPU if visible), cpu, cuda or cuda:N")
+    run.add_argument("--batch-size", type=_positive_int, default=16, help="squares per batch")
+    run.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster; logits within ~0.01)")
+    run.add_argument("--rule", default="miffi",
+                     help="combining squares: miffi (default), strict, lenient, mean, or Miffi's grammar "
+                          "e.g. '0,111,010,222:2,111,010'")
+    run.add_argument("--good-threshold", type=float, default=0.7,
+                     help="good micrographs below this confidence are low-confidence")
+    run.add_argument("--bad-threshold", type=_thresholds, default=_thresholds("0.7"),
+                     help="per-group thresholds for bad micrographs: 0.7 or film=0.8,drift=0.9")
+    run.add_argument("--minor-crystalline-good", action="store_true",
+                     help="count minor_crystalline as good (Miffi counts it as bad)")
+    run.add_argument("--formats", default="relion,cryosparc,lists", help="export formats (comma-separated)")
+    run.add_argument("--categories", help="export only these categories (comma-separated; default all non-empty)")
+    run.add_argument("--split-confidence", action="store_true", help="also export high/low-confidence halves")
+    add_input_options(run)
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.set_defaults(func=cmd_run)
     return parser
 
 

@@ -22,3 +22,13 @@ GOOD: dict[str, frozenset[str]] = {
 def is_good(labels: dict[str, str]) -> bool:
     """A micrograph is good when every group's label is good."""
     return all(labels[group] in GOOD[group] for group in GROUPS)
+
+#: All labels in model-output order: the column names of per-square probabilities.
+LABELS: tuple[str, ...] = tuple(label for labels in GROUPS.values() for label in labels)
+
+#: Slice of each group within the 11 outputs.
+SLICES: dict[str, slice] = {}
+_start = 0
+for _group, _labels in GROUPS.items():
+    SLICES[_group] = slice(_start, _start + len(_labels))
+    _start += len(_labels)

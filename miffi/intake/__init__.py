@@ -98,7 +98,7 @@ def _read_one(text: str, project_dir: Path | None, pattern: str) -> pd.DataFrame
         table = reader(path)
         root = resolve_root(list(table["raw_path"]), path, project_dir)
         table["raw_path"] = [str(root / p) for p in table["raw_path"]]
-    table["input"] = str(path)
+    table["input"] = str(path.absolute()) if path.exists() else text
     table["input_row"] = np.arange(len(table))
     return table
 

@@ -1,0 +1,229 @@
+"""Combining the squares of a micrograph into one label per group, and Miffi's categories.
+
+Rules
+-----
+``miffi`` (default)
+    Miffi's rule, ``0,111,010,222:2,111,010`` in its grammar: film → minor_film if any
+    square says minor_film, else minor_film (confidence from no_film) if any says
+    no_film, else major_film; crystallinity → minor_crystalline; drift and
+    contamination → their first (good) label.
+``strict``
+    the worst label any square predicts (a group is bad if any square is bad).
+``lenient``
+    the best label any square predicts (a group is good if any square is good).
+``mean``
+    the argmax of the squares' mean probabilities.
+a grammar string
+    ``group,abc,abc:group,...``: for each group (0 film, 1 drift, 2 crystallinity,
+    3 contamination) tokens ``abc`` are tried in order; ``abc`` means "if label ``a``
+    is among the squares' predictions, the result is ``b``, with the confidence of the
+    square with the highest probability for ``c``". A group not listed, or one whose
+    tokens all fail, uses ``000``.
+
+In every rule, when all squares agree, that label wins, with the confidence of the
+square most sure of it. The probabilities kept for a group are those of that square
+(``mean``: the mean over squares).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from miffi.labels import GROUPS, LABELS, SLICES
+
+GROUP_ORDER = tuple(GROUPS)
+MIFFI_RULE = "0,111,010,222:2,111,010"
+PRESETS = ("miffi", "strict", "lenient", "mean")
+PROBABILITY_COLUMNS = tuple(f"p_{label}" for label in LABELS)
+
+#: A rule for one group: square probabilities ``[k, n]`` → (label index, probabilities kept).
+GroupRule = Callable[[np.ndarray], tuple[int, np.ndarray]]
+
+
+class RuleError(ValueError):
+    """A combination rule that cannot be parsed; the message says where."""
+
+
+def _most_sure(probs: np.ndarray, predicted: np.ndarray, label: int) -> np.ndarray:
+    """Probabilities of the square most sure of ``label`` among those predicting it (else all)."""
+    candidates = np.nonzero(predicted == label)[0]
+    if candidates.size == 0:
+        candidates = np.arange(len(probs))
+    return probs[candidates[np.argmax(probs[candidates, label])]]
+
+
+def _token_rule(tokens: list[tuple[int, int, int]]) -> GroupRule:
+    def rule(probs: np.ndarray) -> tuple[int, np.ndarray]:
+        predicted = probs.argmax(axis=1)
+        if (predicted == predicted[0]).all():
+            return int(predicted[0]), _most_sure(probs, predicted, int(predicted[0]))
+        for present, result, confidence in [*tokens, (0, 0, 0)]:
+            if present in predicted:
+                return result, _most_sure(probs, predicted, confidence)
+        return 0, _most_sure(probs, predicted, 0)
+
+    return rule
+
+
+def _extreme_rule(pick: Callable[[np.ndarray], int]) -> GroupRule:
+    def rule(probs: np.ndarray) -> tuple[int, np.ndarray]:
+        predicted = probs.argmax(axis=1)
+        label = int(pick(predicted))
+        return label, _most_sure(probs, predicted, label)
+
+    return rule
+
+
+def _mean_rule(probs: np.ndarray) -> tuple[int, np.ndarray]:
+    mean = probs.mean(axis=0)
+    return int(mean.argmax()), mean
+
+
+def parse_rule(text: str) -> dict[str, list[tuple[int, int, int]]]:
+    """Parse Miffi's grammar into tokens per group name, validating every part."""
+    parsed: dict[str, list[tuple[int, int, int]]] = {}
+    for part in text.strip().split(":"):
+        if not re.fullmatch(r"\d+(,\d{3})*", part.strip()):
+            raise RuleError(f"rule {text!r}: malformed part {part!r} (expected 'group,abc,abc...')")
+        head, *tokens = part.strip().split(",")
+        index = int(head)
+        if index >= len(GROUP_ORDER):
+            names = ", ".join(f"{i} {g}" for i, g in enumerate(GROUP_ORDER))
+            raise RuleError(f"rule {text!r}: unknown group {index} (groups: {names})")
+        group = GROUP_ORDER[index]
+        if group in parsed:
+            raise RuleError(f"rule {text!r}: group {index} ({group}) given twice")
+        count = len(GROUPS[group])
+        triples = []
+        for token in tokens:
+            digits = tuple(int(c) for c in token)
+            bad = [d for d in digits if d >= count]
+            if bad:
+                raise RuleError(f"rule {text!r}: label {bad[0]} does not occur in group {index} ({group}: "
+                                f"labels 0–{count - 1}: {', '.join(GROUPS[group])})")
+            triples.append(digits)
+        parsed[group] = triples
+    return parsed
+
+
+def group_rules(rule: str = "miffi") -> dict[str, GroupRule]:
+    """The rule for each group from a preset name or a grammar string."""
+    if rule == "strict":
+        return {g: _extreme_rule(np.max) for g in GROUPS}
+    if rule == "lenient":
+        return {g: _extreme_rule(np.min) for g in GROUPS}
+    if rule == "mean":
+        return {g: _mean_rule for g in GROUPS}
+    tokens = parse_rule(MIFFI_RULE if rule == "miffi" else rule)
+    return {g: _token_rule(tokens.get(g, [])) for g in GROUPS}
+
+
+def combine(predictions: pd.DataFrame, rule: str = "miffi") -> pd.DataFrame:
+    """Per-square probabilities (``micrograph``, ``square``, 11 labels) → one row per micrograph.
+
+    Columns: ``micrograph``, ``squares``, the four group labels, and ``p_<label>``: the
+    11 label probabilities each group kept (see the module docs). (Prefixed because
+    the label ``film`` is also a group name.)
+    """
+    rules = group_rules(rule)
+    rows = []
+    for micrograph, squares in predictions.groupby("micrograph", sort=False):
+        probs = squares[list(LABELS)].to_numpy(dtype=np.float64)
+        row: dict[str, object] = {"micrograph": micrograph, "squares": len(squares)}
+        kept = np.zeros(len(LABELS))
+        for group, group_rule in rules.items():
+            label, group_probs = group_rule(probs[:, SLICES[group]])
+            row[group] = GROUPS[group][label]
+            kept[SLICES[group]] = group_probs
+        row.update(zip(PROBABILITY_COLUMNS, kept))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["micrograph", "squares", *GROUPS, *PROBABILITY_COLUMNS])
+
+
+# --- categories --------------------------------------------------------------------------
+
+CATEGORIES = ("good", "bad_film", "bad_drift", "bad_minor_crystalline", "bad_major_crystalline",
+              "bad_contamination", "bad_multiple")
+SINGLE_BAD = CATEGORIES[1:-1]
+
+
+@dataclass(frozen=True)
+class CategorySettings:
+    """Confidence thresholds and what counts as bad.
+
+    ``good_threshold``: a good micrograph is low-confidence when any group's good
+    probability is below it. ``bad_thresholds``: per group, a singly-bad micrograph
+    is low-confidence below it. ``bad_crystallinity``: crystallinity labels that count
+    as bad (Miffi: minor and major).
+    """
+
+    good_threshold: float = 0.7
+    bad_thresholds: Mapping[str, float] = field(default_factory=lambda: {g: 0.7 for g in GROUPS})
+    bad_crystallinity: tuple[str, ...] = ("minor_crystalline", "major_crystalline")
+
+    def __post_init__(self) -> None:
+        unknown = set(self.bad_thresholds) - set(GROUPS) or set(self.bad_crystallinity) - set(GROUPS["crystallinity"])
+        if unknown:
+            raise ValueError(f"unknown group or label(s) in category settings: {sorted(unknown)}")
+        for value in [self.good_threshold, *self.bad_thresholds.values()]:
+            if not 0 <= value <= 1:
+                raise ValueError(f"confidence thresholds must lie in [0, 1], got {value}")
+
+    def good_labels(self, group: str) -> frozenset[str]:
+        if group == "crystallinity":
+            return frozenset(GROUPS[group]) - set(self.bad_crystallinity)
+        return frozenset({"no_film", "minor_film"}) if group == "film" else frozenset({GROUPS[group][0]})
+
+
+def categorise(combined: pd.DataFrame, settings: CategorySettings | None = None) -> pd.DataFrame:
+    """Add per-group confidence, ``category``, ``confidence`` and ``confidence_level``.
+
+    A group's confidence is the kept probability of its predicted class (the good
+    labels, or the bad ones); for a singly-bad major_crystalline micrograph it is
+    the probability of major_crystalline. ``category`` is ``good``, one of the
+    ``bad_<group>`` categories when exactly one group is bad, or ``bad_multiple``.
+    """
+    settings = settings or CategorySettings()
+    out = combined.copy()
+    good = {}
+    for group, labels in GROUPS.items():
+        good_set = settings.good_labels(group)
+        good_cols = [f"p_{label}" for label in labels if label in good_set]
+        bad_cols = [f"p_{label}" for label in labels if label not in good_set]
+        is_good = out[group].isin(good_set)
+        good[group] = is_good
+        out[f"{group}_confidence"] = np.where(is_good, out[good_cols].sum(axis=1), out[bad_cols].sum(axis=1))
+    bad_count = sum((~good[g]).astype(int) for g in GROUPS)
+    categories, confidence, level = [], [], []
+    for i in range(len(out)):
+        bad_groups = [g for g in GROUPS if not good[g].iloc[i]]
+        if not bad_groups:
+            values = [out[f"{g}_confidence"].iloc[i] for g in GROUPS]
+            categories.append("good")
+            confidence.append(min(values))
+            level.append("low" if min(values) < settings.good_threshold else "high")
+            continue
+        thresholds = [settings.bad_thresholds.get(g, 0.7) for g in bad_groups]
+        values = [out[f"{g}_confidence"].iloc[i] for g in bad_groups]
+        if len(bad_groups) == 1:
+            group = bad_groups[0]
+            name = f"bad_{group}"
+            if group == "crystallinity":
+                name = f"bad_{out['crystallinity'].iloc[i]}"
+                if out["crystallinity"].iloc[i] == "major_crystalline":
+                    values = [out["p_major_crystalline"].iloc[i]]
+            categories.append(name)
+        else:
+            categories.append("bad_multiple")
+        confidence.append(min(values))
+        level.append("low" if any(v < t for v, t in zip(values, thresholds)) else "high")
+    out["bad_groups"] = bad_count
+    out["category"] = categories
+    out["confidence"] = confidence
+    out["confidence_level"] = level
+    return out

@@ -1,0 +1,118 @@
+"""Batched inference on cached tensors: per-square probabilities of the 11 Miffi labels.
+
+Squares of many micrographs share batches; the model is loaded once by the caller;
+tensors are read from the cache in a background thread while the model runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from queue import Queue
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from miffi.cache import TensorCache
+from miffi.errors import MiffiError
+from miffi.labels import LABELS, SLICES
+from miffi.models import NUM_OUTPUTS, Classifier
+
+
+def group_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax within each label group of ``[N, 11]`` logits."""
+    return torch.cat([torch.softmax(logits[:, part].float(), dim=1) for part in SLICES.values()], dim=1)
+
+
+def check_compatible(classifier: Classifier, cache: TensorCache) -> None:
+    if classifier.config != cache.config:
+        raise MiffiError(
+            f"model {classifier.path} expects inputs preprocessed with {classifier.config.to_dict()}, "
+            f"but cache {cache.directory} holds {cache.config.to_dict()}"
+        )
+
+
+def _read_ahead(cache: TensorCache, micrographs: Sequence[str], depth: int = 8) -> Iterator[tuple[str, np.ndarray]]:
+    """Cached tensors in order, loaded by a background thread a few micrographs ahead."""
+    queue: Queue = Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def work() -> None:
+        try:
+            for micrograph in micrographs:
+                if stop.is_set():
+                    return
+                queue.put((micrograph, np.ascontiguousarray(cache.load(micrograph))))
+        except BaseException as exc:  # handed to the consumer
+            queue.put(exc)
+        queue.put(done)
+
+    thread = threading.Thread(target=work, name="miffi-cache-read", daemon=True)
+    thread.start()
+    try:
+        while (item := queue.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            while thread.is_alive():
+                queue.get(timeout=0.1)
+
+
+def _run(module: torch.nn.Module, batch: np.ndarray, device: torch.device, bf16: bool) -> np.ndarray:
+    inputs = torch.from_numpy(batch).to(device, non_blocking=True)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = module(inputs)
+    if logits.ndim != 2 or logits.shape[1] != NUM_OUTPUTS:
+        raise MiffiError(f"model output has shape {tuple(logits.shape)}; expected [batch, {NUM_OUTPUTS}]")
+    return group_softmax(logits).cpu().numpy()
+
+
+def predict(
+    classifier: Classifier,
+    cache: TensorCache,
+    micrographs: Sequence[str],
+    device: torch.device,
+    batch_size: int = 16,
+    bf16: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Per-square probabilities: columns ``micrograph``, ``square`` and the 11 labels.
+
+    Raises
+    ------
+    MiffiError
+        When the cache was made with another preprocessing config than the model's.
+    """
+    check_compatible(classifier, cache)
+    names: list[str] = []
+    squares: list[int] = []
+    probabilities: list[np.ndarray] = []
+    pending: list[np.ndarray] = []
+    pending_count = 0
+
+    def flush() -> None:
+        nonlocal pending, pending_count
+        if pending:
+            probabilities.append(_run(classifier.module, np.concatenate(pending), device, bf16))
+            pending, pending_count = [], 0
+
+    with tqdm(total=len(micrographs), desc="infer", unit="mic", disable=not progress) as bar:
+        for micrograph, tensor in _read_ahead(cache, micrographs):
+            names += [micrograph] * len(tensor)
+            squares += list(range(len(tensor)))
+            pending.append(tensor)
+            pending_count += len(tensor)
+            if pending_count >= batch_size:
+                flush()
+            bar.update(1)
+        flush()
+    table = pd.DataFrame({"micrograph": names, "square": squares})
+    values = np.concatenate(probabilities) if probabilities else np.zeros((0, NUM_OUTPUTS), np.float32)
+    return pd.concat([table, pd.DataFrame(values, columns=list(LABELS))], axis=1)

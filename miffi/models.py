@@ -1,0 +1,191 @@
+"""Loading and saving classifiers: published TorchScript models, timm state dicts, our checkpoints.
+
+Every loaded model carries the preprocessing config its inputs must be made with;
+inference refuses a cache made with another one.
+
+Formats
+-------
+TorchScript (``miffi_v1.pt`` etc., Zenodo record 8342009)
+    loaded with ``torch.jit.load``; input channels read from its stem weights.
+timm state dict (``.pth``/``.pt``)
+    ``torch.load(weights_only=True)`` into ``timm.create_model(arch, in_chans, 11)``.
+miffi checkpoint (``.safetensors``)
+    weights plus metadata: architecture, input channels, label groups, preprocessing config.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from miffi import atomic
+from miffi.config import PreprocessConfig
+from miffi.errors import MiffiError
+from miffi.labels import GROUPS
+
+NUM_OUTPUTS = sum(len(labels) for labels in GROUPS.values())
+STEM_WEIGHT = "stem.0.weight"
+HEAD_WEIGHT = "head.fc.weight"
+CHECKPOINT_KEY = "miffi"
+
+
+class ModelError(MiffiError):
+    """A model file that cannot be used, with the file named."""
+
+    def __init__(self, path: str | Path, problem: str):
+        super().__init__(f"{path}: {problem}")
+
+
+@dataclass
+class Classifier:
+    """A loaded model and what its inputs must look like."""
+
+    module: torch.nn.Module
+    config: PreprocessConfig
+    kind: str  # torchscript | state_dict | checkpoint
+    arch: str | None
+    path: str
+
+    @property
+    def channels(self) -> int:
+        return self.config.channels
+
+
+def build_convnext(arch: str, in_chans: int, num_classes: int = NUM_OUTPUTS) -> torch.nn.Module:
+    """A timm model without pretrained weights (those come from files, never the network)."""
+    import timm
+
+    try:
+        return timm.create_model(arch, pretrained=False, in_chans=in_chans, num_classes=num_classes)
+    except RuntimeError as exc:  # timm: "Unknown model (...)"
+        raise MiffiError(f"unknown architecture {arch!r} ({exc})") from None
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
+
+
+def _is_safetensors(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000
+
+
+def _input_channels(weights: Mapping[str, torch.Tensor], path: Path) -> int:
+    stem = weights.get(STEM_WEIGHT)
+    if stem is None or stem.ndim != 4:
+        raise ModelError(path, f"no {STEM_WEIGHT} tensor: not a timm ConvNeXt")
+    if stem.shape[1] not in (1, 2):
+        raise ModelError(path, f"model takes {stem.shape[1]} input channels; Miffi inputs have 1 or 2")
+    return int(stem.shape[1])
+
+
+def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelError(path, "not a model file (neither TorchScript, a state dict of tensors, "
+                               "nor a miffi .safetensors checkpoint)")
+    return {str(k).removeprefix("module."): v for k, v in obj.items()}
+
+
+def _load_into(arch: str, weights: dict[str, torch.Tensor], path: Path) -> torch.nn.Module:
+    in_chans = _input_channels(weights, path)
+    head = weights.get(HEAD_WEIGHT)
+    if head is not None and head.shape[0] != NUM_OUTPUTS:
+        raise ModelError(path, f"head has {head.shape[0]} outputs; Miffi models have {NUM_OUTPUTS}")
+    module = build_convnext(arch, in_chans)
+    try:
+        module.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:3])
+        raise ModelError(path, f"weights do not fit architecture {arch!r} (use --arch): {detail[:300]}") from None
+    return module
+
+
+def load_classifier(path: str | Path, arch: str = "convnext_small", device: torch.device | str = "cpu") -> Classifier:
+    """Load any supported model file onto ``device``, in eval mode.
+
+    ``arch`` names the timm architecture for plain state dicts (checkpoints and
+    TorchScript files carry their own).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(path, "model file not found (download the published models with `miffi download`)")
+    device = torch.device(device)
+    if _is_torchscript(path):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # the published models are TorchScript
+                module = torch.jit.load(str(path), map_location=device)
+        except RuntimeError as exc:
+            raise ModelError(path, f"TorchScript archive cannot be loaded ({str(exc).splitlines()[0]})") from None
+        channels = _input_channels(dict(module.state_dict()), path)
+        config = PreprocessConfig(power_spectrum=channels == 2)
+        return Classifier(module.eval(), config, "torchscript", None, str(path))
+    if _is_safetensors(path):
+        return _load_checkpoint(path, device)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, zip errors, refused globals
+        raise ModelError(path, f"not a model file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    module = _load_into(arch, _unwrap_state_dict(obj, path), path)
+    config = PreprocessConfig(power_spectrum=_input_channels(module.state_dict(), path) == 2)
+    return Classifier(module.to(device).eval(), config, "state_dict", arch, str(path))
+
+
+def save_checkpoint(
+    module: torch.nn.Module,
+    path: str | Path,
+    arch: str,
+    config: PreprocessConfig,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Save weights as safetensors with what is needed to use them again."""
+    from safetensors.torch import save_file
+
+    weights = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    meta = {"arch": arch, "labels": {g: list(v) for g, v in GROUPS.items()},
+            "preprocess": config.to_dict(), **(extra or {})}
+    with atomic.temporary_path(path) as tmp:
+        save_file(weights, str(tmp), metadata={CHECKPOINT_KEY: json.dumps(meta)})
+
+
+def checkpoint_metadata(path: str | Path) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        raw = (handle.metadata() or {}).get(CHECKPOINT_KEY)
+    if raw is None:
+        raise ModelError(path, "safetensors file without miffi metadata (architecture, labels, preprocessing)")
+    return json.loads(raw)
+
+
+def _load_checkpoint(path: Path, device: torch.device) -> Classifier:
+    from safetensors.torch import load_file
+
+    try:
+        meta = checkpoint_metadata(path)
+        weights = load_file(str(path))
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise ModelError(path, f"unreadable checkpoint ({exc})") from None
+    labels = {g: tuple(v) for g, v in meta.get("labels", {}).items()}
+    if labels != GROUPS:
+        raise ModelError(path, f"checkpoint labels {labels} differ from Miffi's {dict(GROUPS)}")
+    config = PreprocessConfig.from_dict(meta["preprocess"])
+    module = _load_into(meta["arch"], weights, path)
+    if _input_channels(weights, path) != config.channels:
+        raise ModelError(path, "checkpoint's input channels do not match its preprocessing config")
+    return Classifier(module.to(device).eval(), config, "checkpoint", meta["arch"], str(path))
