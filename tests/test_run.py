@@ -1,0 +1,170 @@
+"""``miffi run`` end to end on simulated data: outputs, exports read by RELION and cryosparc-tools."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+import timm
+import torch
+import yaml
+from cryosparc.dataset import Dataset
+
+from miffi.labels import GROUPS, LABELS
+from miffi.simulate.config import parse_detector
+from miffi.simulate.dataset import simulate_dataset
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A simulated dataset (mixed labels) and a random-weight two-channel TorchScript model."""
+    root = tmp_path_factory.mktemp("project")
+    simulate_dataset(root / "data", 8, parse_detector("640x512@1.2"), seed=4, progress=False, workers=1)
+    torch.manual_seed(0)
+    module = timm.create_model("convnext_atto", pretrained=False, in_chans=2, num_classes=11).eval()
+    with pytest.warns(FutureWarning):
+        torch.jit.script(module).save(str(root / "model.pt"))
+    return root
+
+
+def checksums(folder):
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def miffi(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "miffi", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+def relion_count(star):
+    """Rows RELION itself reads from a micrographs star file (and writes back out)."""
+    out = star.with_name(star.stem + "_relion_check.star")
+    result = subprocess.run(["relion_star_handler", "--i", str(star), "--o", str(out), "--select", "rlnOpticsGroup",
+                             "--minval", "-1e9", "--maxval", "1e9"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    match = re.search(r"with (\d+) item", result.stdout)
+    assert match, result.stdout
+    rewritten = starfile.read(out, always_dict=True)
+    out.unlink()
+    assert len(rewritten["micrographs"]) == int(match[1])
+    return int(match[1])
+
+
+def test_run_on_a_star_file(project, tmp_path):
+    before = checksums(project / "data")
+    out = tmp_path / "out"
+    result = miffi("run", "--input", project / "data" / "micrographs.star", "--model", project / "model.pt",
+                   "--outdir", out, "--device", "cpu", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert checksums(project / "data") == before  # inputs untouched
+
+    predictions = pd.read_csv(out / "predictions.tsv", sep="\t")
+    assert list(predictions.columns) == ["micrograph", "square", *LABELS]
+    assert len(predictions) == 8 * 2  # 640×512: two squares each
+    results = pd.read_csv(out / "results.tsv", sep="\t")
+    assert len(results) == 8 and set(results["status"]) == {"computed"}
+    assert {"film", "drift", "crystallinity", "contamination", "category", "confidence"} <= set(results)
+    for group, labels in GROUPS.items():
+        assert set(results[group]) <= set(labels)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), results, check_dtype=False)
+
+    source = starfile.read(project / "data" / "micrographs.star", always_dict=True)
+    counts = results["category"].value_counts().to_dict()
+    counts["bad_single"] = int(results["category"].isin(
+        ["bad_film", "bad_drift", "bad_minor_crystalline", "bad_major_crystalline", "bad_contamination"]).sum())
+    written = sorted(p.stem for p in (out / "relion").glob("*.star"))
+    assert written == sorted(k for k, v in counts.items() if v)
+    for name in written:
+        exported = starfile.read(out / "relion" / f"{name}.star", always_dict=True)
+        pd.testing.assert_frame_equal(exported["optics"], source["optics"])
+        assert list(exported["micrographs"].columns) == list(source["micrographs"].columns)
+        wanted = results.loc[results["category"] == name, "micrograph"] if name != "bad_single" else \
+            results.loc[results["category"].str.startswith("bad_") & (results["category"] != "bad_multiple"),
+                        "micrograph"]
+        assert sorted(exported["micrographs"]["rlnMicrographName"]) == sorted(f"micrographs/{m}.mrc" for m in wanted)
+        if shutil.which("relion_star_handler"):
+            assert relion_count(out / "relion" / f"{name}.star") == counts[name]
+        cs = Dataset.load(str(out / "cryosparc" / f"{name}.cs"))
+        assert len(cs) == counts[name]
+        group = yaml.safe_load((out / "cryosparc" / f"{name}.csg").read_text())
+        for entry in group["results"].values():
+            assert (out / "cryosparc" / entry["metafile"].lstrip(">")).is_file()
+            assert entry["num_items"] == counts[name]
+        lines = (out / "lists" / f"{name}.txt").read_text().splitlines()
+        assert len(lines) == counts[name]
+
+
+@pytest.mark.skipif(not shutil.which("relion_star_handler"), reason="RELION is not installed (apt-get install relion)")
+def test_relion_reads_the_input_star_as_we_do(project):
+    assert relion_count(project / "data" / "micrographs.star") == 8
+
+
+def test_run_on_a_csg_keeps_all_cryosparc_fields(project, tmp_path):
+    out = tmp_path / "out"
+    result = miffi("run", "--input", project / "data" / "exposures.csg", "--model", project / "model.pt",
+                   "--outdir", out, "--device", "cpu", "--no-progress", "--formats", "cryosparc,lists",
+                   "--rule", "mean")
+    assert result.returncode == 0, result.stderr
+    source = Dataset.load(str(project / "data" / "exposures.cs"))
+    total = 0
+    for cs_file in (out / "cryosparc").glob("*.cs"):
+        exported = Dataset.load(str(cs_file))
+        assert set(exported.fields()) == set(source.fields())
+        assert set(exported["uid"]) <= set(source["uid"])
+        if cs_file.stem != "bad_single":
+            total += len(exported)
+    assert total == 8
+    assert not (out / "relion").exists()
+
+
+def test_missing_micrographs_are_recorded_and_the_rest_exported(project, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(project / "data", data)
+    gone = ["sim_00002", "sim_00005"]
+    for name in gone:
+        (data / "micrographs" / f"{name}.mrc").unlink()
+    out = tmp_path / "out"
+    result = miffi("run", "--input", data / "micrographs.star", "--model", project / "model.pt", "--outdir", out,
+                   "--device", "cpu", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    for name in gone:
+        assert f"failed: {data / 'micrographs' / name}.mrc: file not found" in result.stderr
+    results = pd.read_csv(out / "results.tsv", sep="\t").set_index("micrograph")
+    assert results.loc[gone, "status"].tolist() == ["failed", "failed"]
+    assert results.loc[gone, "category"].isna().all()
+    failed = (out / "lists" / "failed.txt").read_text().splitlines()
+    assert sorted(failed) == sorted(str(data / "micrographs" / f"{n}.mrc") for n in gone)
+    exported = sum(len(starfile.read(p, always_dict=True)["micrographs"])
+                   for p in (out / "relion").glob("*.star") if p.stem != "bad_single")
+    assert exported == 6
+
+
+def test_thresholds_rule_and_categories_options(project, tmp_path):
+    out = tmp_path / "out"
+    result = miffi("run", "--input", project / "data" / "micrographs.star", "--model", project / "model.pt",
+                   "--outdir", out, "--device", "cpu", "--no-progress", "--rule", "strict",
+                   "--good-threshold", "0.9", "--bad-threshold", "film=0.95", "--categories", "bad_multiple",
+                   "--formats", "lists", "--split-confidence")
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in (out / "lists").iterdir()] in ([], ["bad_multiple.txt"])
+    bad_rule = miffi("run", "--input", project / "data" / "micrographs.star", "--model", project / "model.pt",
+                     "--outdir", out, "--rule", "9,000")
+    assert bad_rule.returncode == 2 and "unknown group 9" in bad_rule.stderr
+
+
+def test_results_are_reproducible_from_the_cache(project, tmp_path):
+    first = miffi("run", "--input", project / "data" / "micrographs.star", "--model", project / "model.pt",
+                  "--outdir", tmp_path / "a", "--device", "cpu", "--no-progress", "--cache", tmp_path / "cache")
+    again = miffi("run", "--input", project / "data" / "micrographs.star", "--model", project / "model.pt",
+                  "--outdir", tmp_path / "b", "--device", "cpu", "--no-progress", "--cache", tmp_path / "cache")
+    assert first.returncode == again.returncode == 0
+    a = pd.read_csv(tmp_path / "a" / "predictions.tsv", sep="\t")
+    b = pd.read_csv(tmp_path / "b" / "predictions.tsv", sep="\t")
+    assert np.allclose(a[list(LABELS)], b[list(LABELS)], atol=1e-6)
