@@ -177,12 +177,12 @@ def squares_to_tensor(
     # Resize each plane on its own: stacking the full-size planes first costs a copy.
     planes = [_resize(image.to(torch.float32), config.size)]
     if config.power_spectrum:
-        spectrum = _resize(power_spectrum_image(amplitude).to(torch.float32), config.size)
-        # The spectrum image and the resize grid are point-symmetric about the centre, so
-        # in exact arithmetic every value occurs twice, its maximum (DC) included. Rounding
-        # can split such twins, and the robust normalisation, which drops values equal to
-        # the max, then keeps one DC twin. Averaging with the mirror restores exact twins.
-        planes.append(0.5 * (spectrum + spectrum.flip(-1, -2)))
+        # Resized in float32 with torch, exactly as Miffi does: the spectrum image is
+        # point-symmetric, so every value, its maximum (DC) included, has a twin, and
+        # whether float32 rounding splits a twin pair decides whether the normalisation
+        # (values strictly inside (min, max)) keeps the DC twin. Doing this step as Miffi
+        # does reproduces its choice; see tests/test_miffi_reference.py.
+        planes.append(_resize(power_spectrum_image(amplitude).to(torch.float32), config.size))
     resized = torch.cat(planes, dim=1)
     return robust_normalise(resized, config.norm_iterations, config.norm_nsigma, config.clip)
 

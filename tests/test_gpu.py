@@ -20,5 +20,7 @@ def test_gpu_matches_reference_and_cpu(tmp_path, cuda, shape, apix):
     loaded = load_squares(path, None, PreprocessConfig())
     on_gpu = micrograph_tensor(loaded, PreprocessConfig(), cuda)
     on_cpu = micrograph_tensor(loaded, PreprocessConfig(), torch.device("cpu"))
-    assert np.abs(on_gpu - reference_tensor(image, apix)).max() <= 1e-3
-    assert np.abs(on_gpu - on_cpu).max() <= 1e-3
+    reference = reference_tensor(image, apix)
+    assert np.abs(on_gpu[:, 0] - reference[:, 0]).max() <= 1e-3
+    assert np.abs(on_gpu[:, 1] - reference[:, 1]).max() <= 2e-3  # see test_preprocess_reference.py
+    assert np.abs(on_gpu - on_cpu).max() <= 2e-3
