@@ -110,6 +110,22 @@ def write_cryosparc(rows: pd.DataFrame, all_rows: pd.DataFrame, cs_path: Path) -
     atomic.write_text(cs_path.with_suffix(".csg"), yaml.safe_dump(group, sort_keys=False))
 
 
+def collection_names() -> set[str]:
+    """Every name an export file of ours can have (so a re-run can remove stale ones)."""
+    base = {*CATEGORIES, "bad_single"}
+    return base | {f"{name}_{level}_conf" for name in base for level in ("high", "low")} | {"failed"}
+
+
+def _remove_stale(outdir: Path, keep: set[str]) -> None:
+    """Delete export files of an earlier run whose collection is now empty or not asked for."""
+    suffixes = {"relion": (".star",), "cryosparc": (".cs", ".csg"), "lists": (".txt",)}
+    stale = collection_names() - keep
+    for folder, endings in suffixes.items():
+        for name in stale:
+            for ending in endings:
+                (outdir / folder / f"{name}{ending}").unlink(missing_ok=True)
+
+
 def write_list(rows: pd.DataFrame, path: Path) -> None:
     atomic.write_text(path, "".join(f"{p}\n" for p in rows["path"]))
 
@@ -134,6 +150,8 @@ def export(
     if categories is not None:
         named = {name: rows for name, rows in named.items() if name in set(categories)}
     usable = results[results["status"] != "failed"]
+    failed = results[results["status"] == "failed"]
+    _remove_stale(outdir, set(named) | ({"failed"} if len(failed) else set()))
     for name, rows in named.items():
         if "relion" in formats:
             write_relion(rows, usable, outdir / "relion" / f"{name}.star")
@@ -141,7 +159,6 @@ def export(
             write_cryosparc(rows, usable, outdir / "cryosparc" / f"{name}.cs")
         if "lists" in formats:
             write_list(rows, outdir / "lists" / f"{name}.txt")
-    failed = results[results["status"] == "failed"]
     if "lists" in formats and len(failed):
         write_list(failed, outdir / "lists" / "failed.txt")
     return {name: len(rows) for name, rows in named.items()}

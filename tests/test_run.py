@@ -89,8 +89,6 @@ def test_run_on_a_star_file(project, tmp_path):
             results.loc[results["category"].str.startswith("bad_") & (results["category"] != "bad_multiple"),
                         "micrograph"]
         assert sorted(exported["micrographs"]["rlnMicrographName"]) == sorted(f"micrographs/{m}.mrc" for m in wanted)
-        if shutil.which("relion_star_handler"):
-            assert relion_count(out / "relion" / f"{name}.star") == counts[name]
         cs = Dataset.load(str(out / "cryosparc" / f"{name}.cs"))
         assert len(cs) == counts[name]
         group = yaml.safe_load((out / "cryosparc" / f"{name}.csg").read_text())
@@ -101,9 +99,24 @@ def test_run_on_a_star_file(project, tmp_path):
         assert len(lines) == counts[name]
 
 
-@pytest.mark.skipif(not shutil.which("relion_star_handler"), reason="RELION is not installed (apt-get install relion)")
-def test_relion_reads_the_input_star_as_we_do(project):
-    assert relion_count(project / "data" / "micrographs.star") == 8
+needs_relion = pytest.mark.skipif(not shutil.which("relion_star_handler"),
+                                  reason="RELION is not installed (scripts/install-system-tools.sh)")
+
+
+@needs_relion
+def test_relion_reads_every_export(project, tmp_path):
+    assert relion_count(project / "data" / "micrographs.star") == 8  # the input, as a control
+    out = tmp_path / "out"
+    for extra in ([], ["--rule", "lenient"], ["--rule", "strict"]):  # re-runs must not leave stale files
+        result = miffi("run", "--input", project / "data" / "micrographs.star", "--model", project / "model.pt",
+                       "--outdir", out, "--device", "cpu", "--no-progress", "--formats", "relion", *extra)
+        assert result.returncode == 0, result.stderr
+        results = pd.read_csv(out / "results.tsv", sep="\t")
+        for star in (out / "relion").glob("*.star"):
+            expected = results["category"].isin(
+                [c for c in results["category"].unique() if c.startswith("bad_") and c != "bad_multiple"]
+                if star.stem == "bad_single" else [star.stem]).sum()
+            assert relion_count(star) == expected
 
 
 def test_run_on_a_csg_keeps_all_cryosparc_fields(project, tmp_path):
