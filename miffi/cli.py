@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from miffi import __version__
+from miffi.download import DEFAULT_MODELS, RECORD_URL
 from miffi.errors import MiffiError
 
 log = logging.getLogger("miffi")
@@ -127,6 +128,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if len(failed) == len(results) else 0
 
 
+def cmd_download(args: argparse.Namespace) -> int:
+    from miffi.download import download_models, fetch_record
+
+    if args.list:
+        for remote in fetch_record(args.record_url):
+            print(f"{remote.model}\t{remote.key}\t{remote.size or '?'} bytes")
+        return 0
+    models = None if args.all else args.models
+    for path in download_models(args.dir, models, args.record_url, args.retries, progress=not args.no_progress):
+        log.info("ready: %s", path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="miffi", description="Cryo-EM micrograph filtering with Miffi-class models."
@@ -196,6 +210,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_input_options(run)
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
+
+    down = sub.add_parser("download", parents=[common], help="fetch the published Miffi models (Zenodo)",
+                          description="Download published Miffi models, verify their md5 checksums, "
+                                      "resume interrupted downloads.")
+    down.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), metavar="NAME",
+                      help="model names, e.g. miffi_v1 miffi_no_ps_v1 (default: %(default)s)")
+    down.add_argument("--all", action="store_true", help="every file of the record")
+    down.add_argument("--list", action="store_true", help="list the record's files and exit")
+    down.add_argument("--dir", type=Path, default=Path("models"), help="target folder (default: %(default)s)")
+    down.add_argument("--record-url", default=RECORD_URL, help="Zenodo record API URL (default: %(default)s)")
+    down.add_argument("--retries", type=int, default=5, help="retries per file (default: %(default)s)")
+    down.add_argument("--no-progress", action="store_true", help="no progress bars")
+    down.set_defaults(func=cmd_download)
     return parser
 
 

@@ -1,0 +1,135 @@
+"""``miffi download`` against a local server that speaks the Zenodo record API."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from miffi.download import download_models, fetch_record
+from miffi.errors import MiffiError
+
+
+class FakeZenodo:
+    """Serves a record of model files; can drop connections mid-file and corrupt files."""
+
+    def __init__(self):
+        self.files = {"miffi_v1.pt": bytes(range(256)) * 4000, "miffi_no_ps_v1.pt": b"no-ps" * 30000}
+        self.drop_after: dict[str, int] = {}  # file → bytes sent before the first connection drops
+        self.corrupt: set[str] = set()
+        self.log: list[tuple[str, str | None]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server.log.append((self.path, self.headers.get("Range")))
+                if self.path == "/api/records/8342009":
+                    body = json.dumps(server.record()).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                key = self.path.rsplit("/", 1)[-1]
+                data = server.files.get(key)
+                if data is None:
+                    self.send_error(404)
+                    return
+                if key in server.corrupt:
+                    data = b"X" + data[1:]
+                start = 0
+                if self.headers.get("Range"):
+                    start = int(self.headers["Range"].split("=")[1].rstrip("-"))
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                cut = server.drop_after.pop(key, None)
+                if cut is not None:
+                    self.wfile.write(data[start:start + cut])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(data[start:])
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def record(self):
+        return {"id": 8342009, "files": [
+            {"key": key, "size": len(data), "checksum": "md5:" + hashlib.md5(data).hexdigest(),
+             "links": {"self": f"{self.url}/api/records/8342009/files/{key}"}}
+            for key, data in self.files.items()]}
+
+    @property
+    def record_url(self):
+        return f"{self.url}/api/records/8342009"
+
+    def downloads(self, key):
+        return [entry for entry in self.log if entry[0].endswith(key)]
+
+
+@pytest.fixture
+def zenodo():
+    server = FakeZenodo()
+    yield server
+    server.httpd.shutdown()
+
+
+def test_record_lists_models(zenodo):
+    files = fetch_record(zenodo.record_url)
+    assert [f.model for f in files] == ["miffi_v1", "miffi_no_ps_v1"]
+    assert files[0].md5 == hashlib.md5(zenodo.files["miffi_v1.pt"]).hexdigest()
+
+
+def test_download_verifies_and_skips_what_is_there(zenodo, tmp_path):
+    [path] = download_models(tmp_path, ["miffi_v1"], zenodo.record_url, progress=False)
+    assert path == tmp_path / "miffi_v1.pt"
+    assert path.read_bytes() == zenodo.files["miffi_v1.pt"]
+    assert not list(tmp_path.glob("*.part"))
+    download_models(tmp_path, ["miffi_v1"], zenodo.record_url, progress=False)
+    assert len(zenodo.downloads("miffi_v1.pt")) == 1  # checksum ok: not fetched again
+
+
+def test_dropped_connection_resumes_with_range(zenodo, tmp_path):
+    zenodo.drop_after["miffi_v1.pt"] = 300_000
+    [path] = download_models(tmp_path, ["miffi_v1"], zenodo.record_url, retries=3, progress=False)
+    assert path.read_bytes() == zenodo.files["miffi_v1.pt"]
+    ranges = [rng for _, rng in zenodo.downloads("miffi_v1.pt")]
+    assert ranges == [None, "bytes=300000-"]
+
+
+def test_checksum_mismatch_never_leaves_a_final_file(zenodo, tmp_path):
+    zenodo.corrupt.add("miffi_no_ps_v1.pt")
+    with pytest.raises(MiffiError, match="checksum does not match"):
+        download_models(tmp_path, ["miffi_no_ps_v1"], zenodo.record_url, retries=1, progress=False)
+    assert not (tmp_path / "miffi_no_ps_v1.pt").exists()
+    assert len(zenodo.downloads("miffi_no_ps_v1.pt")) == 2
+
+
+def test_unknown_model_and_unreachable_record(zenodo, tmp_path):
+    with pytest.raises(MiffiError, match="unknown model.*miffi_v2.*miffi_no_ps_v1, miffi_v1"):
+        download_models(tmp_path, ["miffi_v2"], zenodo.record_url, progress=False)
+    with pytest.raises(MiffiError, match="cannot read the model record"):
+        fetch_record("http://127.0.0.1:9/api/records/1", timeout=2, retries=0)
+
+
+def test_cli_downloads_all(zenodo, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "miffi", "download", "--all", "--dir", str(tmp_path),
+                             "--record-url", zenodo.record_url, "--no-progress"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["miffi_no_ps_v1.pt", "miffi_v1.pt"]
