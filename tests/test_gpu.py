@@ -24,3 +24,31 @@ def test_gpu_matches_reference_and_cpu(tmp_path, cuda, shape, apix):
     assert np.abs(on_gpu[:, 0] - reference[:, 0]).max() <= 1e-3
     assert np.abs(on_gpu[:, 1] - reference[:, 1]).max() <= 2e-3  # see test_preprocess_reference.py
     assert np.abs(on_gpu - on_cpu).max() <= 2e-3
+
+
+@pytest.mark.gpu
+def test_gpu_inference_matches_cpu(tmp_path, cuda):
+    import timm
+
+    from miffi.cache import TensorCache
+    from miffi.inference import predict
+    from miffi.labels import LABELS
+    from miffi.models import load_classifier, save_checkpoint
+    from miffi.squares import layout_for
+
+    torch.manual_seed(0)
+    module = timm.create_model("convnext_small", pretrained=False, in_chans=2, num_classes=11).eval()
+    save_checkpoint(module, tmp_path / "m.safetensors", "convnext_small", PreprocessConfig())
+    cache = TensorCache(tmp_path / "cache", PreprocessConfig())
+    source = write_mrc(tmp_path / "s.mrc", structured_image((64, 64)))
+    rng = np.random.default_rng(1)
+    for name in "abc":
+        tensor = np.clip(rng.normal(size=(2, 2, 384, 384)), -2.5, 2.5).astype(np.float32)
+        cache.store(name, source, None, tensor, layout_for((384, 768), 1.5))
+    results = {}
+    for device, bf16 in ((torch.device("cpu"), False), (cuda, False), (cuda, True)):
+        classifier = load_classifier(tmp_path / "m.safetensors", device=device)
+        results[(device.type, bf16)] = predict(classifier, cache, list("abc"), device, bf16=bf16,
+                                               progress=False)[list(LABELS)].to_numpy()
+    assert np.abs(results[("cuda", False)] - results[("cpu", False)]).max() < 1e-3
+    assert np.abs(results[("cuda", True)] - results[("cpu", False)]).max() < 0.05
