@@ -31,7 +31,7 @@ from miffi.cache import TensorCache  # noqa: E402
 from miffi.config import PreprocessConfig  # noqa: E402
 from miffi.device import available_cores, retain_freed_memory  # noqa: E402
 from miffi.intake import read_micrographs  # noqa: E402
-from spec_reference import reference_tensor  # noqa: E402
+from spec_reference import reference_variants  # noqa: E402
 
 K3 = (4092, 5760)
 
@@ -67,7 +67,7 @@ def time_reference(paths: list[Path], repeats: int) -> float:
     for path in paths[:repeats]:
         start = time.perf_counter()
         with mrcfile.open(path) as mrc:
-            reference_tensor(np.asarray(mrc.data, dtype=np.float32), float(mrc.voxel_size.x))
+            reference_variants(np.asarray(mrc.data, dtype=np.float32), float(mrc.voxel_size.x))
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 

@@ -40,3 +40,17 @@ def write_mrc(
         if pixel_size is not None:
             mrc.voxel_size = pixel_size
     return path
+
+
+def save_torchscript(module, path: Path) -> Path:
+    """Save a timm module as TorchScript, the format of the published Miffi models.
+
+    (torch deprecates ``torch.jit.script``; the warning's class differs between releases.)
+    """
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(module).save(str(path))
+    return path

@@ -17,6 +17,7 @@ import pytest
 import timm
 import torch
 
+from helpers import save_torchscript
 from miffi.labels import LABELS, SLICES
 from miffi.simulate.config import SimulationConfig, parse_detector
 from miffi.simulate.dataset import simulate_dataset
@@ -33,8 +34,7 @@ def model(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "random_convnext_atto.pt"
     torch.manual_seed(3)
     module = timm.create_model("convnext_atto", pretrained=False, in_chans=2, num_classes=11).eval()
-    with pytest.warns(FutureWarning):
-        torch.jit.script(module).save(str(path))
+    save_torchscript(module, path)
     return path
 
 

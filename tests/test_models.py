@@ -7,6 +7,7 @@ import pytest
 import timm
 import torch
 
+from helpers import save_torchscript
 from miffi.cache import TensorCache
 from miffi.config import PreprocessConfig
 from miffi.errors import MiffiError
@@ -22,8 +23,7 @@ def write_all_formats(folder, arch, in_chans=2, seed=0):
     module = timm.create_model(arch, pretrained=False, in_chans=in_chans, num_classes=11).eval()
     paths = {"torchscript": folder / f"{arch}.pt", "state_dict": folder / f"{arch}_sd.pth",
              "checkpoint": folder / f"{arch}.safetensors"}
-    with pytest.warns(FutureWarning):  # torch.jit.script is deprecated, yet it is the published format
-        torch.jit.script(module).save(str(paths["torchscript"]))
+    save_torchscript(module, paths["torchscript"])
     torch.save(module.state_dict(), paths["state_dict"])
     save_checkpoint(module, paths["checkpoint"], arch, PreprocessConfig(power_spectrum=in_chans == 2))
     return module, paths

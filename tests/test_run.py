@@ -17,6 +17,7 @@ import torch
 import yaml
 from cryosparc.dataset import Dataset
 
+from helpers import save_torchscript
 from miffi.labels import GROUPS, LABELS
 from miffi.simulate.config import parse_detector
 from miffi.simulate.dataset import simulate_dataset
@@ -29,8 +30,7 @@ def project(tmp_path_factory):
     simulate_dataset(root / "data", 8, parse_detector("640x512@1.2"), seed=4, progress=False, workers=1)
     torch.manual_seed(0)
     module = timm.create_model("convnext_atto", pretrained=False, in_chans=2, num_classes=11).eval()
-    with pytest.warns(FutureWarning):
-        torch.jit.script(module).save(str(root / "model.pt"))
+    save_torchscript(module, root / "model.pt")
     return root
 
 
