@@ -65,10 +65,18 @@ def _read_ahead(cache: TensorCache, micrographs: Sequence[str], depth: int = 8) 
                 queue.get(timeout=0.1)
 
 
-def _run(module: torch.nn.Module, batch: np.ndarray, device: torch.device, bf16: bool) -> np.ndarray:
+def _run(module: torch.nn.Module, batch: np.ndarray, device: torch.device, bf16: bool, pad_to: int) -> np.ndarray:
+    """Probabilities for one batch. On a GPU batches are padded to ``pad_to`` squares, so
+    that every call has the same shape (no re-tuning, no TorchScript re-specialisation)."""
+    count = len(batch)
     inputs = torch.from_numpy(batch).to(device, non_blocking=True)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        logits = module(inputs)
+    if device.type == "cuda" and count < pad_to:
+        inputs = torch.cat([inputs, inputs.new_zeros((pad_to - count, *inputs.shape[1:]))])
+    # TorchScript's profiling executor re-optimises for every new shape and dtype, which
+    # costs more than it gains for a convolutional network run a few times per shape.
+    with torch.inference_mode(), torch.jit.optimized_execution(False), \
+            torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = module(inputs)[:count]
     if logits.ndim != 2 or logits.shape[1] != NUM_OUTPUTS:
         raise MiffiError(f"model output has shape {tuple(logits.shape)}; expected [batch, {NUM_OUTPUTS}]")
     return group_softmax(logits).cpu().numpy()
@@ -94,25 +102,22 @@ def predict(
     names: list[str] = []
     squares: list[int] = []
     probabilities: list[np.ndarray] = []
-    pending: list[np.ndarray] = []
-    pending_count = 0
+    pending = np.zeros((0, classifier.channels, classifier.config.size, classifier.config.size), np.float32)
 
-    def flush() -> None:
-        nonlocal pending, pending_count
-        if pending:
-            probabilities.append(_run(classifier.module, np.concatenate(pending), device, bf16))
-            pending, pending_count = [], 0
+    def run_batches(rest: np.ndarray, final: bool) -> np.ndarray:
+        """Run every full batch of ``rest`` (and the remainder when ``final``); return what is left."""
+        while len(rest) >= batch_size or (final and len(rest)):
+            probabilities.append(_run(classifier.module, rest[:batch_size], device, bf16, batch_size))
+            rest = rest[batch_size:]
+        return rest
 
     with tqdm(total=len(micrographs), desc="infer", unit="mic", disable=not progress) as bar:
         for micrograph, tensor in _read_ahead(cache, micrographs):
             names += [micrograph] * len(tensor)
             squares += list(range(len(tensor)))
-            pending.append(tensor)
-            pending_count += len(tensor)
-            if pending_count >= batch_size:
-                flush()
+            pending = run_batches(np.concatenate([pending, tensor]), final=False)
             bar.update(1)
-        flush()
+        run_batches(pending, final=True)
     table = pd.DataFrame({"micrograph": names, "square": squares})
     values = np.concatenate(probabilities) if probabilities else np.zeros((0, NUM_OUTPUTS), np.float32)
     return pd.concat([table, pd.DataFrame(values, columns=list(LABELS))], axis=1)
