@@ -18,11 +18,12 @@ from tqdm import tqdm
 from miffi.cache import TensorCache
 from miffi.device import available_cores
 from miffi.errors import MicrographError
-from miffi.preprocess import LoadedMicrograph, load_squares, micrograph_tensor
+from miffi.metrics import METRICS
+from miffi.preprocess import LoadedMicrograph, load_squares, preprocess_loaded
 
 log = logging.getLogger(__name__)
 
-STATUS_COLUMNS = ["micrograph", "path", "status", "error", "squares", "pixel_size", "seconds"]
+STATUS_COLUMNS = ["micrograph", "path", "status", "error", "squares", "pixel_size", "seconds", *METRICS]
 
 
 def _given_pixel_size(value: object) -> float | None:
@@ -60,7 +61,7 @@ def preprocess_table(
             todo.append((micrograph, path, given))
         else:
             rows[micrograph] = {"status": "cached", "squares": meta["tensor"]["shape"][0],
-                                "pixel_size": meta["pixel_size"], "seconds": 0.0}
+                                "pixel_size": meta["pixel_size"], "seconds": 0.0, **meta["metrics"]}
 
     with tqdm(total=len(table), desc="preprocess", unit="mic", disable=not progress) as bar, \
             ThreadPoolExecutor(max_workers=readers, thread_name_prefix="miffi-read") as reader:
@@ -82,10 +83,10 @@ def preprocess_table(
             submit_next()
             try:
                 loaded = future.result()
-                tensor = micrograph_tensor(loaded, cache.config, device)
-                cache.store(micrograph, path, given, tensor, loaded.layout)
+                result = preprocess_loaded(loaded, cache.config, device)
+                cache.store(micrograph, path, given, result.tensor, loaded.layout, result.square_metrics)
                 rows[micrograph] = {"status": "computed", "squares": loaded.layout.count,
-                                    "pixel_size": loaded.layout.pixel_size}
+                                    "pixel_size": loaded.layout.pixel_size, **result.metrics}
             except Exception as exc:  # one bad micrograph is recorded, the rest goes on
                 if not isinstance(exc, MicrographError):
                     log.exception("unexpected error preprocessing %s", path)

@@ -5,7 +5,8 @@
     channel 0 is the real-space image, channel 1 (two-channel configs) the power spectrum.
 ``<id>.json``
     how it was made: the preprocessing config, the source file's size and mtime, the
-    pixel size used, the square layout; or ``"status": "failed"`` and the error.
+    pixel size used, the square layout, the metrics of the micrograph and of each square
+    (:mod:`miffi.metrics`); or ``"status": "failed"`` and the error.
 
 An entry is reused only when the sidecar says ``ok``, its config equals the current
 one, and the source file and the given pixel size are unchanged. Both files are
@@ -26,6 +27,7 @@ import numpy as np
 
 from miffi import atomic
 from miffi.config import CACHE_FORMAT, PreprocessConfig
+from miffi.metrics import micrograph_metrics
 from miffi.mrc import file_fingerprint
 from miffi.squares import SquareLayout
 
@@ -94,8 +96,9 @@ class TensorCache:
         pixel_size: float | None,
         tensor: np.ndarray,
         layout: SquareLayout,
+        square_metrics: list[dict[str, float]],
     ) -> dict[str, Any]:
-        """Write a tensor and its sidecar; returns the sidecar."""
+        """Write a tensor and its sidecar (with the squares' metrics); returns the sidecar."""
         expected = (layout.count, self.config.channels, self.config.size, self.config.size)
         if tensor.shape != expected or tensor.dtype != np.float32:
             raise ValueError(f"tensor {tensor.shape} {tensor.dtype} does not match {expected} float32")
@@ -108,6 +111,8 @@ class TensorCache:
             "pixel_size": layout.pixel_size,
             "layout": asdict(layout),
             "tensor": {"file": self.tensor_path(micrograph).name, "shape": list(tensor.shape), "dtype": "float32"},
+            "metrics": micrograph_metrics(square_metrics),
+            "square_metrics": square_metrics,
         }
         atomic.write_text(self.sidecar_path(micrograph), json.dumps(meta, indent=1))
         return meta

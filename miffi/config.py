@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 #: Version of the tensor-cache layout; bump it when the files change meaning.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from miffi.config import PreprocessConfig
 from miffi.device import available_cores
 from miffi.errors import MicrographError
+from miffi.metrics import micrograph_metrics, realspace_metrics, spectral_metrics
 from miffi.mrc import MrcHeader, open_micrograph
 from miffi.squares import SquareLayout, layout_for
 
@@ -165,15 +166,8 @@ def _resize(planes: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(planes[:, None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
-def squares_to_tensor(
-    squares: np.ndarray | torch.Tensor,
-    crop: int,
-    config: PreprocessConfig,
-    device: torch.device,
-    offset: float = 0.0,
-) -> torch.Tensor:
-    """``[k, n, n]`` squares (minus ``offset``) → ``[k, channels, size, size]`` float32 on ``device``."""
-    image, amplitude = cropped_transform(squares, crop, device, offset)
+def planes_to_tensor(image: torch.Tensor, amplitude: torch.Tensor, config: PreprocessConfig) -> torch.Tensor:
+    """Cropped image and amplitudes → ``[k, channels, size, size]`` normalised float32."""
     # Resize each plane on its own: stacking the full-size planes first costs a copy.
     planes = [_resize(image.to(torch.float32), config.size)]
     if config.power_spectrum:
@@ -187,19 +181,57 @@ def squares_to_tensor(
     return robust_normalise(resized, config.norm_iterations, config.norm_nsigma, config.clip)
 
 
-def micrograph_tensor(loaded: LoadedMicrograph, config: PreprocessConfig, device: torch.device) -> np.ndarray:
-    """The cached array ``[squares, channels, size, size]`` (float32) of one micrograph.
+def squares_to_tensor(
+    squares: np.ndarray | torch.Tensor,
+    crop: int,
+    config: PreprocessConfig,
+    device: torch.device,
+    offset: float = 0.0,
+) -> torch.Tensor:
+    """``[k, n, n]`` squares (minus ``offset``) → ``[k, channels, size, size]`` float32 on ``device``."""
+    return planes_to_tensor(*cropped_transform(squares, crop, device, offset), config)
+
+
+@dataclass(frozen=True)
+class Preprocessed:
+    """The cached array of one micrograph and the metrics of each of its squares."""
+
+    tensor: np.ndarray  # [squares, channels, size, size] float32
+    square_metrics: list[dict[str, float]]
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return micrograph_metrics(self.square_metrics)
+
+
+def square_metrics(image: torch.Tensor, amplitude: torch.Tensor, loaded: LoadedMicrograph) -> list[dict[str, float]]:
+    """Spectral and real-space metrics of each square (see :mod:`miffi.metrics`)."""
+    layout = loaded.layout
+    # image = irfft2 of the offset-free crop: back to input intensity units per pixel
+    scale = (layout.crop / layout.side) ** 2
+    images = image.cpu().numpy()
+    amplitudes = amplitude.cpu().numpy()
+    return [
+        {**spectral_metrics(amplitudes[i], layout.output_pixel_size),
+         **realspace_metrics(images[i] * scale + loaded.offset, layout.output_pixel_size)}
+        for i in range(layout.count)
+    ]
+
+
+def preprocess_loaded(loaded: LoadedMicrograph, config: PreprocessConfig, device: torch.device) -> Preprocessed:
+    """The cached array ``[squares, channels, size, size]`` (float32) and metrics of one micrograph.
 
     Raises
     ------
     MicrographError
         When the result is not finite: NaN/Inf in the file, or a square without contrast.
     """
-    tensor = squares_to_tensor(loaded.squares, loaded.layout.crop, config, device, loaded.offset)
+    image, amplitude = cropped_transform(loaded.squares, loaded.layout.crop, device, loaded.offset)
+    tensor = planes_to_tensor(image, amplitude, config)
     finite = torch.isfinite(tensor).flatten(1).all(dim=1)
     if not bool(finite.all()):
         if not np.isfinite(loaded.squares).all():
             raise MicrographError(loaded.path, "contains NaN or Inf values")
         bad = int((~finite).nonzero()[0, 0])
         raise MicrographError(loaded.path, f"square {bad} has constant values (no contrast)")
-    return np.ascontiguousarray(tensor.cpu().numpy())
+    return Preprocessed(np.ascontiguousarray(tensor.cpu().numpy()), square_metrics(image, amplitude, loaded))

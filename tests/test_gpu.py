@@ -8,7 +8,7 @@ import torch
 
 from helpers import structured_image, write_mrc
 from miffi.config import PreprocessConfig
-from miffi.preprocess import load_squares, micrograph_tensor
+from miffi.preprocess import load_squares, preprocess_loaded
 from spec_reference import max_difference, reference_variants
 
 
@@ -18,8 +18,8 @@ def test_gpu_matches_reference_and_cpu(tmp_path, cuda, shape, apix):
     image = structured_image(shape, seed=11)
     path = write_mrc(tmp_path / "m.mrc", image, pixel_size=apix)
     loaded = load_squares(path, None, PreprocessConfig())
-    on_gpu = micrograph_tensor(loaded, PreprocessConfig(), cuda)
-    on_cpu = micrograph_tensor(loaded, PreprocessConfig(), torch.device("cpu"))
+    on_gpu = preprocess_loaded(loaded, PreprocessConfig(), cuda).tensor
+    on_cpu = preprocess_loaded(loaded, PreprocessConfig(), torch.device("cpu")).tensor
     reference = reference_variants(image, apix)
     assert max_difference(on_gpu, reference) <= 1e-3
     assert max_difference(on_cpu, reference) <= 1e-3
@@ -44,7 +44,7 @@ def test_gpu_inference_matches_cpu(tmp_path, cuda):
     rng = np.random.default_rng(1)
     for name in "abc":
         tensor = np.clip(rng.normal(size=(2, 2, 384, 384)), -2.5, 2.5).astype(np.float32)
-        cache.store(name, source, None, tensor, layout_for((384, 768), 1.5))
+        cache.store(name, source, None, tensor, layout_for((384, 768), 1.5), [{}, {}])
     results = {}
     for device, bf16 in ((torch.device("cpu"), False), (cuda, False), (cuda, True)):
         classifier = load_classifier(tmp_path / "m.safetensors", device=device)

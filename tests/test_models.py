@@ -41,7 +41,7 @@ def cache_with_tensors(tmp_path):
     for name, count in (("a", 1), ("b", 2), ("c", 3)):
         tensor = np.clip(rng.normal(size=(count, 2, 384, 384)), -2.5, 2.5).astype(np.float32)
         layout = layout_for((384, 384 * count), 1.5)
-        cache.store(name, source, None, tensor, layout)
+        cache.store(name, source, None, tensor, layout, [{}] * count)
     return cache
 
 

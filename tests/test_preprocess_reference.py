@@ -8,7 +8,7 @@ import torch
 
 from helpers import structured_image, write_mrc
 from miffi.config import PreprocessConfig
-from miffi.preprocess import load_squares, micrograph_tensor, power_spectrum_image, robust_normalise
+from miffi.preprocess import load_squares, preprocess_loaded, power_spectrum_image, robust_normalise
 from spec_reference import max_difference, reference_normalise, reference_squares, reference_variants
 
 CPU = torch.device("cpu")
@@ -30,7 +30,7 @@ def test_tensor_matches_reference(tmp_path, name):
     image = structured_image(shape, seed=len(name))
     path = write_mrc(tmp_path / f"{name}.mrc", image, pixel_size=apix)
     loaded = load_squares(path, None, PreprocessConfig())  # pixel size from the header
-    tensor = micrograph_tensor(loaded, PreprocessConfig(), CPU)
+    tensor = preprocess_loaded(loaded, PreprocessConfig(), CPU).tensor
 
     columns, crop, transposed = reference_squares(image, apix)
     assert loaded.layout.columns == tuple(columns)
@@ -46,8 +46,8 @@ def test_tensor_matches_reference(tmp_path, name):
 def test_one_channel_config_is_the_image_channel(tmp_path):
     image = structured_image((1200, 1500), seed=3)
     path = write_mrc(tmp_path / "m.mrc", image, pixel_size=1.2)
-    one = micrograph_tensor(load_squares(path, None, PreprocessConfig(power_spectrum=False)),
-                            PreprocessConfig(power_spectrum=False), CPU)
+    one = preprocess_loaded(load_squares(path, None, PreprocessConfig(power_spectrum=False)),
+                            PreprocessConfig(power_spectrum=False), CPU).tensor
     assert one.shape == (2, 1, 384, 384)
     assert max_difference(one, reference_variants(image, 1.2, power_spectrum=False)) <= TOLERANCE
 
@@ -57,7 +57,8 @@ def test_given_pixel_size_overrides_header(tmp_path):
     path = write_mrc(tmp_path / "m.mrc", image, pixel_size=3.0)
     loaded = load_squares(path, 0.75, PreprocessConfig())
     assert loaded.layout.crop == 500
-    assert max_difference(micrograph_tensor(loaded, PreprocessConfig(), CPU), reference_variants(image, 0.75)) <= TOLERANCE
+    tensor = preprocess_loaded(loaded, PreprocessConfig(), CPU).tensor
+    assert max_difference(tensor, reference_variants(image, 0.75)) <= TOLERANCE
 
 
 def test_power_spectrum_layout_follows_the_spec():
@@ -90,5 +91,5 @@ def test_real_micrograph_matches_reference(realdata):
 
     with mrcfile.open(path) as mrc:
         image = mrc.data.astype(np.float32)
-    tensor = micrograph_tensor(loaded, PreprocessConfig(), CPU)
+    tensor = preprocess_loaded(loaded, PreprocessConfig(), CPU).tensor
     assert max_difference(tensor, reference_variants(image, 1.0)) <= TOLERANCE

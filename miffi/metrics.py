@@ -1,0 +1,189 @@
+"""Interpretable per-square metrics from what preprocessing already computed.
+
+Spectral metrics use the amplitudes ``|Fc|`` of the Fourier-cropped square (pixel size
+≈ 1.5 Å, so frequencies up to 1/3 Å⁻¹); real-space metrics use the cropped image with
+its mean intensity restored. Power is ``|Fc|²``; bands are rings of spatial frequency.
+
+``water_ring``
+    mean power in the 3.5–3.9 Å ring over that in the 4.5–6 Å ring: the diffuse
+    scattering of vitreous ice rises above its neighbourhood as ice thickens (≈ 1 for
+    no ice). A relative ice-thickness proxy (cf. RELION's rlnCtfIceRingDensity).
+``ice_peak``
+    crystallinity along the radius: the highest 0.0025 Å⁻¹-wide radial bin between 3.3
+    and 4.0 Å over the median of that range (≈ 1 for vitreous ice; sharp rings at
+    3.90/3.67/3.44 Å give more).
+``ice_spots``
+    crystallinity around the rings: the 99.5th percentile over the median of the
+    power on the three ice-spacing rings (lattice spots of crystalline domains).
+``anisotropy``, ``anisotropy_angle``
+    in the 12–40 Å band, 1 − (weakest / strongest) power of 12 angular sectors, and the
+    direction (degrees, 0 = x axis) of the weakest one: drift blurs along its
+    direction and removes power there.
+``flatness``
+    power at 20–50 Å over power at 3.1–3.3 Å: ≈ 1 for an empty hole (shot noise only),
+    large with ice, particles or carbon.
+``dark_fraction``, ``dark_count``
+    fraction of the area, and number of objects larger than (200 Å)², darker than the
+    median by more than 5 robust standard deviations after smoothing at 20 Å:
+    contamination (ice crystals, ethane droplets).
+``two_region``, ``dark_region_fraction``
+    after smoothing at 150 Å, Otsu's between-class over total variance (0–1; high when
+    the image splits into two flat regions, as at a support-film edge) and the area of
+    the darker region (the film's coverage, when there is an edge).
+``mean_intensity``
+    mean value per input pixel (empty holes are brighter than the dataset's median).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.ndimage as ndi
+import torch
+
+WATER_RING_BAND = (3.5, 3.9)
+WATER_RING_REFERENCE = (4.5, 6.0)
+ICE_RANGE = (3.3, 4.0)
+ICE_SPACINGS = (3.90, 3.67, 3.44)
+ANISOTROPY_BAND = (12.0, 40.0)
+ANISOTROPY_SECTORS = 12
+FLAT_LOW, FLAT_HIGH = (20.0, 50.0), (3.1, 3.3)
+SPECTRAL_METRICS = ("water_ring", "ice_peak", "ice_spots", "anisotropy", "anisotropy_angle", "flatness")
+REALSPACE_METRICS = ("dark_fraction", "dark_count", "two_region", "dark_region_fraction", "mean_intensity")
+METRICS = SPECTRAL_METRICS + REALSPACE_METRICS
+
+
+@dataclass(frozen=True)
+class SpectralBands:
+    """Flat indices into an rfft2 half-spectrum of each band the metrics use."""
+
+    ring: np.ndarray
+    reference: np.ndarray
+    ice: np.ndarray
+    ice_bins: np.ndarray
+    ice_rings: np.ndarray
+    sector: np.ndarray
+    sector_of: np.ndarray
+    flat_low: np.ndarray
+    flat_high: np.ndarray
+
+
+@functools.lru_cache(maxsize=16)
+def spectral_bands(rows: int, cols: int, pixel_size: float) -> SpectralBands:
+    """Band indices for a ``rows × cols`` half-spectrum at ``pixel_size`` (cached: one
+    detector shape gives one entry)."""
+    ky = np.fft.fftfreq(rows, d=pixel_size)[:, None]
+    kx = (np.arange(cols) / ((cols - 1) * 2 * pixel_size))[None, :]
+    k = np.hypot(kx, ky).ravel()
+    angle = (np.degrees(np.arctan2(ky, kx)) % 180).ravel()
+
+    def band(resolution: tuple[float, float]) -> np.ndarray:
+        low, high = sorted(resolution)
+        return np.flatnonzero((k >= 1 / high) & (k <= 1 / low))
+
+    ice = band(ICE_RANGE)
+    rings = np.flatnonzero(np.min([np.abs(k - 1 / d) for d in ICE_SPACINGS], axis=0) < 0.004)
+    sector = band(ANISOTROPY_BAND)
+    sector_of = np.minimum((angle[sector] / (180 / ANISOTROPY_SECTORS)).astype(int), ANISOTROPY_SECTORS - 1)
+    ice_bins = np.floor(k[ice] / 0.0025).astype(int)
+    return SpectralBands(band(WATER_RING_BAND), band(WATER_RING_REFERENCE), ice, ice_bins - ice_bins.min(),
+                         rings, sector, sector_of, band(FLAT_LOW), band(FLAT_HIGH))
+
+
+def spectral_metrics(amplitude: np.ndarray, pixel_size: float) -> dict[str, float]:
+    """Metrics of one square's cropped half-spectrum ``|Fc|`` (``[D, D/2+1]``)."""
+    bands = spectral_bands(*amplitude.shape, round(float(pixel_size), 4))
+    flat = np.asarray(amplitude).ravel()
+
+    def power(index: np.ndarray) -> np.ndarray:
+        return flat[index].astype(np.float64) ** 2
+
+    def mean(index: np.ndarray) -> float:
+        return float(power(index).mean()) if index.size else math.nan
+
+    ice = power(bands.ice)
+    profile = np.bincount(bands.ice_bins, ice) / np.maximum(np.bincount(bands.ice_bins), 1)
+    profile = profile[profile > 0]
+    rings = power(bands.ice_rings)
+    sectors = np.bincount(bands.sector_of, power(bands.sector), ANISOTROPY_SECTORS) / np.maximum(
+        np.bincount(bands.sector_of, None, ANISOTROPY_SECTORS), 1)
+    return {
+        "water_ring": mean(bands.ring) / mean(bands.reference),
+        "ice_peak": float(profile.max() / np.median(profile)) if profile.size else math.nan,
+        "ice_spots": float(np.percentile(rings, 99.5) / np.median(rings)) if rings.size else math.nan,
+        "anisotropy": float(1 - sectors.min() / sectors.max()) if sectors.max() > 0 else math.nan,
+        "anisotropy_angle": (int(np.argmin(sectors)) + 0.5) * 180 / ANISOTROPY_SECTORS,
+        "flatness": mean(bands.flat_low) / mean(bands.flat_high),
+    }
+
+
+def _otsu(values: np.ndarray) -> tuple[float, float]:
+    """Otsu threshold of ``values`` and its between-class / total variance."""
+    hist, edges = np.histogram(values, bins=128)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    weight = np.cumsum(hist) / hist.sum()
+    mean_below = np.cumsum(hist * centres) / np.maximum(np.cumsum(hist), 1)
+    total_mean = (hist * centres).sum() / hist.sum()
+    between = weight * (1 - weight) * (mean_below - (total_mean - weight * mean_below) /
+                                       np.maximum(1 - weight, 1e-12)) ** 2
+    best = int(np.argmax(between[:-1]))
+    total = values.var()
+    return float(centres[best]), float(between[best] / total) if total > 0 else 0.0
+
+
+def _block_mean(image: np.ndarray, step: int) -> np.ndarray:
+    """Means of ``step × step`` blocks (a remainder at the edges is dropped)."""
+    if step == 1:
+        return image
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+    return torch.nn.functional.avg_pool2d(tensor, step)[0, 0].numpy()
+
+
+def realspace_metrics(image: np.ndarray, pixel_size: float | None) -> dict[str, float]:
+    """Metrics of a real-space image with its mean intensity (any units).
+
+    ``pixel_size`` (Å) sets the smoothing and object sizes; without one (e.g. PNGs of
+    unknown scale) the image width is taken as 4000 Å.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    apix = pixel_size or 4000.0 / max(image.shape)
+    step = max(1, int(6.0 // apix))  # work at ~6 Å per pixel
+    small = _block_mean(image, step)
+    small_apix = apix * step
+
+    fine = ndi.gaussian_filter(small, 20.0 / small_apix)
+    median = float(np.median(fine))
+    spread = 1.4826 * float(np.median(np.abs(fine - median))) or float(fine.std()) or 1.0
+    dark = fine < median - 5 * spread
+    labels, count = ndi.label(dark)
+    sizes = np.bincount(labels.ravel())[1:]
+    min_area = (200.0 / small_apix) ** 2
+
+    coarse = ndi.gaussian_filter(_block_mean(small, 4), 150.0 / (4 * small_apix))
+    threshold, separation = _otsu(coarse.ravel())
+    return {
+        "dark_fraction": float(dark.mean()),
+        "dark_count": float((sizes >= min_area).sum()),
+        "two_region": separation,
+        "dark_region_fraction": float((coarse < threshold).mean()),
+        "mean_intensity": float(image.mean()),
+    }
+
+
+def micrograph_metrics(squares: list[dict[str, float]]) -> dict[str, float]:
+    """Per-micrograph values: the mean over squares; counts and fractions of dark objects
+    and the anisotropy take the largest square value (a defect seen in one square)."""
+    worst = {"dark_count", "dark_fraction", "anisotropy", "two_region", "ice_peak", "ice_spots"}
+    out = {}
+    for name in METRICS:
+        values = [s[name] for s in squares if not math.isnan(s.get(name, math.nan))]
+        if not values:
+            out[name] = math.nan
+        elif name == "anisotropy_angle":
+            out[name] = squares[int(np.argmax([s["anisotropy"] for s in squares]))][name]
+        else:
+            out[name] = float(max(values) if name in worst else np.mean(values))
+    return out
