@@ -27,7 +27,7 @@ import numpy as np
 
 from miffi import atomic
 from miffi.config import CACHE_FORMAT, PreprocessConfig
-from miffi.metrics import micrograph_metrics
+from miffi import metrics
 from miffi.mrc import file_fingerprint
 from miffi.squares import SquareLayout
 
@@ -62,7 +62,7 @@ class TensorCache:
         meta = self.read_sidecar(micrograph)
         if meta is None or meta.get("status") != "ok" or meta.get("format") != CACHE_FORMAT:
             return None
-        if meta.get("config") != self.config.to_dict():
+        if meta.get("config") != self.config.to_dict() or meta.get("metrics_version") != metrics.VERSION:
             return None
         try:
             fingerprint = file_fingerprint(source)
@@ -111,7 +111,8 @@ class TensorCache:
             "pixel_size": layout.pixel_size,
             "layout": asdict(layout),
             "tensor": {"file": self.tensor_path(micrograph).name, "shape": list(tensor.shape), "dtype": "float32"},
-            "metrics": micrograph_metrics(square_metrics),
+            "metrics_version": metrics.VERSION,
+            "metrics": metrics.micrograph_metrics(square_metrics),
             "square_metrics": square_metrics,
         }
         atomic.write_text(self.sidecar_path(micrograph), json.dumps(meta, indent=1))

@@ -103,10 +103,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from miffi.combine import CategorySettings, group_rules
     from miffi.device import resolve_device
     from miffi.run import RunOptions, run_pipeline
+    from miffi.weightfree import WeightFreeThresholds
 
-    if args.model is None:
-        raise MiffiError("--model is required (a weight-free classifier is not available yet)")
     group_rules(args.rule)  # fail on a bad rule before any work
+    thresholds = WeightFreeThresholds()
+    if args.thresholds:
+        import yaml
+
+        thresholds = WeightFreeThresholds.from_mapping(yaml.safe_load(args.thresholds.read_text()) or {})
     bad_crystallinity = ("major_crystalline",) if args.minor_crystalline_good else \
         ("minor_crystalline", "major_crystalline")
     options = RunOptions(
@@ -116,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         formats=args.formats.split(","), export_categories=args.categories.split(",") if args.categories else None,
         split_confidence=args.split_confidence, batch_size=args.batch_size, bf16=args.bf16,
         pixel_size=args.pixel_size, project_dir=args.project_dir, pattern=args.pattern,
-        progress=not args.no_progress,
+        progress=not args.no_progress, thresholds=thresholds, where=args.where,
     )
     results = run_pipeline(args.input, args.outdir, options)
     failed = results[results["status"] == "failed"]
@@ -188,7 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--input", nargs="+", required=True, metavar="INPUT",
                      help="star/cs/csg/list files, MRC files, directories or quoted globs")
     run.add_argument("--model", type=Path, help="TorchScript model (miffi_v1.pt), timm state dict or "
-                                                "miffi .safetensors checkpoint")
+                                                "miffi .safetensors checkpoint (default: the weight-free "
+                                                "classifier on Fourier-space metrics)")
+    run.add_argument("--thresholds", type=Path, help="YAML with weight-free classifier thresholds")
+    run.add_argument("--where", action="append", default=[], metavar="EXPR",
+                     help="export only micrographs with COLUMN OP VALUE, e.g. 'water_ring < 1.3' or "
+                          "'ctf_baseline == good' (repeatable; all must hold)")
     run.add_argument("--arch", default="convnext_small", help="timm architecture for state dicts")
     run.add_argument("--outdir", required=True, type=Path)
     run.add_argument("--cache", type=Path, help="tensor cache directory (default: OUTDIR/cache)")

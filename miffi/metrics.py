@@ -26,10 +26,13 @@ its mean intensity restored. Power is ``|Fc|²``; bands are rings of spatial fre
     fraction of the area, and number of objects larger than (200 Å)², darker than the
     median by more than 5 robust standard deviations after smoothing at 20 Å:
     contamination (ice crystals, ethane droplets).
+``bright_fraction``
+    the same for brighter areas: the empty gap of a crack, a patch without ice.
 ``two_region``, ``dark_region_fraction``
-    after smoothing at 150 Å, Otsu's between-class over total variance (0–1; high when
-    the image splits into two flat regions, as at a support-film edge) and the area of
-    the darker region (the film's coverage, when there is an edge).
+    with dark objects masked, after smoothing at 150 Å: the separation of the two
+    classes of an Otsu split (distance of their means over the pooled within-class
+    standard deviation: ≈ 2.5 for one smooth region, more at a support-film edge) and
+    the area of the darker class (the film's coverage, when there is an edge).
 ``mean_intensity``
     mean value per input pixel (empty holes are brighter than the dataset's median).
 """
@@ -44,6 +47,9 @@ import numpy as np
 import scipy.ndimage as ndi
 import torch
 
+#: Bump when a metric's definition changes: cached metrics of another version are recomputed.
+VERSION = 1
+
 WATER_RING_BAND = (3.5, 3.9)
 WATER_RING_REFERENCE = (4.5, 6.0)
 ICE_RANGE = (3.3, 4.0)
@@ -52,7 +58,8 @@ ANISOTROPY_BAND = (12.0, 40.0)
 ANISOTROPY_SECTORS = 12
 FLAT_LOW, FLAT_HIGH = (20.0, 50.0), (3.1, 3.3)
 SPECTRAL_METRICS = ("water_ring", "ice_peak", "ice_spots", "anisotropy", "anisotropy_angle", "flatness")
-REALSPACE_METRICS = ("dark_fraction", "dark_count", "two_region", "dark_region_fraction", "mean_intensity")
+REALSPACE_METRICS = ("dark_fraction", "dark_count", "bright_fraction", "two_region", "dark_region_fraction",
+                     "mean_intensity")
 METRICS = SPECTRAL_METRICS + REALSPACE_METRICS
 
 
@@ -121,17 +128,23 @@ def spectral_metrics(amplitude: np.ndarray, pixel_size: float) -> dict[str, floa
 
 
 def _otsu(values: np.ndarray) -> tuple[float, float]:
-    """Otsu threshold of ``values`` and its between-class / total variance."""
+    """Otsu threshold of ``values`` and the separation of its two classes: the distance of
+    their means in units of the pooled within-class standard deviation."""
     hist, edges = np.histogram(values, bins=128)
     centres = 0.5 * (edges[1:] + edges[:-1])
-    weight = np.cumsum(hist) / hist.sum()
-    mean_below = np.cumsum(hist * centres) / np.maximum(np.cumsum(hist), 1)
-    total_mean = (hist * centres).sum() / hist.sum()
-    between = weight * (1 - weight) * (mean_below - (total_mean - weight * mean_below) /
-                                       np.maximum(1 - weight, 1e-12)) ** 2
+    count = np.cumsum(hist)
+    weight = count / count[-1]
+    mean_below = np.cumsum(hist * centres) / np.maximum(count, 1)
+    total_mean = (hist * centres).sum() / count[-1]
+    mean_above = (total_mean - weight * mean_below) / np.maximum(1 - weight, 1e-12)
+    between = weight * (1 - weight) * (mean_above - mean_below) ** 2
     best = int(np.argmax(between[:-1]))
-    total = values.var()
-    return float(centres[best]), float(between[best] / total) if total > 0 else 0.0
+    threshold = float(centres[best])
+    low, high = values[values <= threshold], values[values > threshold]
+    if low.size < 2 or high.size < 2:
+        return threshold, 0.0
+    pooled = math.sqrt((low.var() * low.size + high.var() * high.size) / values.size) or 1e-12
+    return threshold, float((high.mean() - low.mean()) / pooled)
 
 
 def _block_mean(image: np.ndarray, step: int) -> np.ndarray:
@@ -162,11 +175,13 @@ def realspace_metrics(image: np.ndarray, pixel_size: float | None) -> dict[str, 
     sizes = np.bincount(labels.ravel())[1:]
     min_area = (200.0 / small_apix) ** 2
 
-    coarse = ndi.gaussian_filter(_block_mean(small, 4), 150.0 / (4 * small_apix))
+    # two regions (film edge): dark objects are set to the median so they do not count
+    coarse = ndi.gaussian_filter(_block_mean(np.where(dark, median, fine), 4), 150.0 / (4 * small_apix))
     threshold, separation = _otsu(coarse.ravel())
     return {
         "dark_fraction": float(dark.mean()),
         "dark_count": float((sizes >= min_area).sum()),
+        "bright_fraction": float((fine > median + 5 * spread).mean()),
         "two_region": separation,
         "dark_region_fraction": float((coarse < threshold).mean()),
         "mean_intensity": float(image.mean()),
@@ -176,7 +191,7 @@ def realspace_metrics(image: np.ndarray, pixel_size: float | None) -> dict[str, 
 def micrograph_metrics(squares: list[dict[str, float]]) -> dict[str, float]:
     """Per-micrograph values: the mean over squares; counts and fractions of dark objects
     and the anisotropy take the largest square value (a defect seen in one square)."""
-    worst = {"dark_count", "dark_fraction", "anisotropy", "two_region", "ice_peak", "ice_spots"}
+    worst = {"dark_count", "dark_fraction", "bright_fraction", "anisotropy", "two_region", "ice_peak", "ice_spots"}
     out = {}
     for name in METRICS:
         values = [s[name] for s in squares if not math.isnan(s.get(name, math.nan))]

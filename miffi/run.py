@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,11 +15,16 @@ from miffi import atomic
 from miffi.batch import preprocess_table
 from miffi.cache import TensorCache
 from miffi.combine import CategorySettings, categorise, combine
+from miffi.config import PreprocessConfig
+from miffi.ctf_baseline import ctf_baseline, fit_resolution
+from miffi.errors import MiffiError
 from miffi.export import FORMATS, export
 from miffi.inference import predict
 from miffi.intake import read_micrographs
 from miffi.labels import GROUPS, LABELS
+from miffi.metrics import METRICS
 from miffi.models import load_classifier
+from miffi.weightfree import WeightFreeThresholds, predict_metrics
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +36,7 @@ INTAKE_COLUMNS = ["micrograph", "path", "pixel_size", "pixel_size_source", "opti
 class RunOptions:
     """Settings of ``miffi run`` beyond the inputs and the output folder."""
 
-    model: str | Path
+    model: str | Path | None = None  # None: the weight-free classifier
     arch: str = "convnext_small"
     cache_dir: str | Path | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -45,15 +51,53 @@ class RunOptions:
     project_dir: str | Path | None = None
     pattern: str = "*.mrc"
     progress: bool = True
+    thresholds: WeightFreeThresholds = field(default_factory=WeightFreeThresholds)
+    where: Sequence[str] = ()
 
 
-def results_table(table: pd.DataFrame, status: pd.DataFrame, categorised: pd.DataFrame) -> pd.DataFrame:
-    """One row per micrograph in input order: intake facts, status, labels, category, probabilities."""
-    results = table[INTAKE_COLUMNS].merge(status[["micrograph", "status", "error"]], on="micrograph", how="left")
+def results_table(table: pd.DataFrame, status: pd.DataFrame, categorised: pd.DataFrame,
+                  second_opinion: pd.DataFrame | None, method: str) -> pd.DataFrame:
+    """One row per micrograph in input order: intake facts, status, labels, category,
+    metrics, the CTF baseline, the weight-free second opinion and probabilities."""
+    results = table[INTAKE_COLUMNS].merge(status[["micrograph", "status", "error", *METRICS]],
+                                          on="micrograph", how="left")
     results = results.merge(categorised, on="micrograph", how="left")
+    results["classifier"] = method
+    results["ctf_fit_resolution"] = fit_resolution(table).to_numpy()
+    results["ctf_baseline"] = ctf_baseline(results["ctf_fit_resolution"]).to_numpy()
+    opinion = []
+    if second_opinion is not None:
+        renamed = second_opinion[["micrograph", *GROUPS, "category"]].rename(
+            columns={c: f"wf_{c}" for c in [*GROUPS, "category"]})
+        results = results.merge(renamed, on="micrograph", how="left")
+        opinion = list(renamed.columns[1:])
     front = ["micrograph", *GROUPS, "category", "confidence", "confidence_level",
-             *[f"{g}_confidence" for g in GROUPS], "status", "error", "squares"]
+             *[f"{g}_confidence" for g in GROUPS], "status", "error", "classifier", "squares",
+             *METRICS, "ctf_fit_resolution", "ctf_baseline", *opinion]
     return results[front + [c for c in results.columns if c not in front]]
+
+
+FILTER = re.compile(r"^\s*([A-Za-z_][\w/]*)\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
+OPERATORS = {"<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__", "==": "__eq__", "!=": "__ne__"}
+
+
+def where_mask(results: pd.DataFrame, expressions: Sequence[str]) -> pd.Series:
+    """Rows satisfying every ``COLUMN OP VALUE`` expression (e.g. ``water_ring < 1.3``)."""
+    mask = pd.Series(True, index=results.index)
+    for expression in expressions:
+        match = FILTER.match(expression)
+        if not match:
+            raise MiffiError(f"--where {expression!r}: expected COLUMN OP VALUE with OP one of "
+                             f"{' '.join(OPERATORS)}, e.g. 'water_ring < 1.3'")
+        column, op, raw = match.groups()
+        if column not in results:
+            raise MiffiError(f"--where {expression!r}: no column {column!r} (columns: {', '.join(results.columns)})")
+        try:
+            value: object = float(raw)
+        except ValueError:
+            value = raw.strip("'\"")
+        mask &= getattr(results[column], OPERATORS[op])(value).fillna(False).astype(bool)
+    return mask
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
@@ -64,19 +108,32 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
 
 
 def run_pipeline(inputs: Sequence[str | Path], outdir: str | Path, options: RunOptions) -> pd.DataFrame:
-    """Run everything and write ``predictions.tsv``, ``results.tsv`` and the exports."""
+    """Run everything and write ``predictions.tsv``, ``results.tsv`` and the exports.
+
+    With a model, the weight-free classifier's labels are added as a second opinion
+    (``wf_*`` columns); without one, it is the classifier.
+    """
     outdir = Path(outdir)
-    classifier = load_classifier(options.model, options.arch, options.device)
+    classifier = load_classifier(options.model, options.arch, options.device) if options.model else None
+    config = classifier.config if classifier else PreprocessConfig()
     table = read_micrographs(inputs, options.project_dir, options.pixel_size, options.pattern)
-    cache = TensorCache(options.cache_dir or outdir / "cache", classifier.config)
+    cache = TensorCache(options.cache_dir or outdir / "cache", config)
     status = preprocess_table(table, cache, options.device, progress=options.progress)
     usable = status.loc[status["status"] != "failed", "micrograph"].tolist()
-    predictions = predict(classifier, cache, usable, options.device, options.batch_size, options.bf16,
-                          options.progress)
+    weightfree = predict_metrics({m: cache.read_sidecar(m)["square_metrics"] for m in usable}, options.thresholds)
+    if classifier:
+        predictions = predict(classifier, cache, usable, options.device, options.batch_size, options.bf16,
+                              options.progress)
+        second_opinion = categorise(combine(weightfree, options.rule), options.categories)
+    else:
+        predictions, second_opinion = weightfree, None
     categorised = categorise(combine(predictions, options.rule), options.categories)
-    results = results_table(table, status, categorised)
+    method = "weight-free" if classifier is None else f"model:{Path(options.model).name}"
+    results = results_table(table, status, categorised, second_opinion, method)
     write_table(predictions[["micrograph", "square", *LABELS]], outdir / "predictions.tsv")
     write_table(results, outdir / "results.tsv")
-    written = export(results, outdir, options.formats, options.export_categories, options.split_confidence)
+    selected = where_mask(results, options.where) | (results["status"] == "failed")
+    written = export(results[selected], outdir, options.formats, options.export_categories,
+                     options.split_confidence)
     log.info("categories: %s", ", ".join(f"{name} {count}" for name, count in written.items()) or "none")
     return results
