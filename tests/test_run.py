@@ -181,3 +181,31 @@ def test_results_are_reproducible_from_the_cache(project, tmp_path):
     a = pd.read_csv(tmp_path / "a" / "predictions.tsv", sep="\t")
     b = pd.read_csv(tmp_path / "b" / "predictions.tsv", sep="\t")
     assert np.allclose(a[list(LABELS)], b[list(LABELS)], atol=1e-6)
+
+
+def test_run_without_a_model_uses_the_weight_free_classifier(project, tmp_path):
+    out = tmp_path / "out"
+    result = miffi("run", "--input", project / "data" / "micrographs.star", "--outdir", out, "--device", "cpu",
+                   "--no-progress", "--formats", "lists")
+    assert result.returncode == 0, result.stderr
+    results = pd.read_csv(out / "results.tsv", sep="\t")
+    assert set(results["classifier"]) == {"weight-free"}
+    assert {"water_ring", "ice_peak", "anisotropy", "dark_fraction", "ctf_fit_resolution", "ctf_baseline"} <= set(results)
+    assert results["ctf_baseline"].isin(["good", "bad"]).all()  # the simulated star has rlnCtfMaxResolution
+    written = sum(len((out / "lists" / f"{c}.txt").read_text().splitlines()) for c in results["category"].unique())
+    assert written == 8
+
+    # with a model, the weight-free labels are a second opinion; --where filters the exports
+    filtered = tmp_path / "filtered"
+    result = miffi("run", "--input", project / "data" / "micrographs.star", "--model", project / "model.pt",
+                   "--outdir", filtered, "--device", "cpu", "--no-progress", "--formats", "lists",
+                   "--where", "ctf_baseline == good", "--where", "dark_fraction < 0.2")
+    assert result.returncode == 0, result.stderr
+    results = pd.read_csv(filtered / "results.tsv", sep="\t")
+    assert {"wf_film", "wf_category"} <= set(results)
+    keep = results[(results["ctf_baseline"] == "good") & (results["dark_fraction"] < 0.2)]
+    listed = sorted(line for c in results["category"].unique() if (filtered / "lists" / f"{c}.txt").exists()
+                    for line in (filtered / "lists" / f"{c}.txt").read_text().splitlines())
+    assert listed == sorted(keep["path"])
+    bad = miffi("run", "--input", project / "data" / "micrographs.star", "--outdir", filtered, "--where", "nope > 1")
+    assert bad.returncode == 2 and "no column 'nope'" in bad.stderr
