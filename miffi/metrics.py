@@ -24,7 +24,7 @@ its mean intensity restored. Power is ``|Fc|²``; bands are rings of spatial fre
     large with ice, particles or carbon.
 ``dark_fraction``, ``dark_count``
     fraction of the area, and number of objects larger than (200 Å)², darker than the
-    median by more than 5 robust standard deviations after smoothing at 20 Å:
+    median by more than 5 robust standard deviations after smoothing at 20 Å (on a 12 Å grid):
     contamination (ice crystals, ethane droplets).
 ``bright_fraction``
     the same for brighter areas: the empty gap of a crack, a patch without ice.
@@ -48,7 +48,7 @@ import scipy.ndimage as ndi
 import torch
 
 #: Bump when a metric's definition changes: cached metrics of another version are recomputed.
-VERSION = 1
+VERSION = 2
 
 WATER_RING_BAND = (3.5, 3.9)
 WATER_RING_REFERENCE = (4.5, 6.0)
@@ -151,20 +151,22 @@ def _block_mean(image: np.ndarray, step: int) -> np.ndarray:
     """Means of ``step × step`` blocks (a remainder at the edges is dropped)."""
     if step == 1:
         return image
-    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+    tensor = torch.from_numpy(np.require(image, np.float32, ["C_CONTIGUOUS", "WRITEABLE"]))[None, None]
     return torch.nn.functional.avg_pool2d(tensor, step)[0, 0].numpy()
 
 
-def realspace_metrics(image: np.ndarray, pixel_size: float | None) -> dict[str, float]:
-    """Metrics of a real-space image with its mean intensity (any units).
+def realspace_metrics(image: np.ndarray, pixel_size: float | None, scale: float = 1.0,
+                      offset: float = 0.0) -> dict[str, float]:
+    """Metrics of the real-space image ``scale · image + offset`` (any intensity units).
 
     ``pixel_size`` (Å) sets the smoothing and object sizes; without one (e.g. PNGs of
-    unknown scale) the image width is taken as 4000 Å.
+    unknown scale) the image width is taken as 4000 Å. (``scale`` and ``offset`` are
+    applied after block averaging, which is cheaper than on the full image.)
     """
     image = np.asarray(image, dtype=np.float32)
     apix = pixel_size or 4000.0 / max(image.shape)
-    step = max(1, int(6.0 // apix))  # work at ~6 Å per pixel
-    small = _block_mean(image, step)
+    step = max(1, int(12.0 // apix))  # work at ~12 Å per pixel
+    small = _block_mean(image, step) * scale + offset
     small_apix = apix * step
 
     fine = ndi.gaussian_filter(small, 20.0 / small_apix)
@@ -184,7 +186,7 @@ def realspace_metrics(image: np.ndarray, pixel_size: float | None) -> dict[str, 
         "bright_fraction": float((fine > median + 5 * spread).mean()),
         "two_region": separation,
         "dark_region_fraction": float((coarse < threshold).mean()),
-        "mean_intensity": float(image.mean()),
+        "mean_intensity": float(small.mean()),
     }
 
 

@@ -213,7 +213,7 @@ def square_metrics(image: torch.Tensor, amplitude: torch.Tensor, loaded: LoadedM
     amplitudes = amplitude.cpu().numpy()
     return [
         {**spectral_metrics(amplitudes[i], layout.output_pixel_size),
-         **realspace_metrics(images[i] * scale + loaded.offset, layout.output_pixel_size)}
+         **realspace_metrics(images[i], layout.output_pixel_size, scale, loaded.offset)}
         for i in range(layout.count)
     ]
 

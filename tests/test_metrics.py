@@ -91,7 +91,7 @@ def test_weight_free_accuracy_on_simulated_data(tmp_path):
     combined = combine(predict_metrics(metrics)).set_index("micrograph")
     accuracy = {g: float((combined[g] == labels.loc[combined.index, g]).mean()) for g in GROUPS}
     majority = {g: float(labels[g].value_counts(normalize=True).iloc[0]) for g in GROUPS}
-    # measured on this set: film 0.65 (majority class 0.425), drift 0.90 (0.75), crystallinity 0.625 (0.60),
+    # measured on this set: film 0.625 (majority class 0.425), drift 0.90 (0.75), crystallinity 0.625 (0.60),
     # contamination 0.80 (0.75)
     assert accuracy["drift"] >= 0.75 and accuracy["drift"] > majority["drift"]
     assert accuracy["contamination"] >= 0.65
