@@ -16,6 +16,14 @@ from typing import Any
 CACHE_FORMAT = 2
 
 
+def reject_unknown_fields(cls: type, data: dict[str, Any], what: str) -> None:
+    """Raise ``ValueError`` naming any key of ``data`` that is not a field of dataclass ``cls``."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; known: {sorted(known)}")
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
     """How a micrograph becomes a ``[squares, channels, size, size]`` tensor.
@@ -71,10 +79,7 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown preprocessing setting(s): {', '.join(unknown)}")
+        reject_unknown_fields(cls, data, "preprocessing setting(s)")
         return cls(**data)
 
     def digest(self) -> str:

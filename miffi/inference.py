@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator, Sequence
-from queue import Queue
+from queue import Empty, Queue
 
 import numpy as np
 import pandas as pd
@@ -58,10 +58,10 @@ def _read_ahead(cache: TensorCache, micrographs: Sequence[str], depth: int = 8) 
             if isinstance(item, BaseException):
                 raise item
             yield item
-    finally:
+    finally:  # unblock the reader if the consumer stopped early, then let it finish
         stop.set()
-        with contextlib.suppress(Exception):
-            while thread.is_alive():
+        while thread.is_alive():
+            with contextlib.suppress(Empty):
                 queue.get(timeout=0.1)
 
 

@@ -17,13 +17,13 @@ thresholds live in :class:`WeightFreeThresholds` and were fitted on simulated da
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from miffi.config import reject_unknown_fields
 from miffi.labels import LABELS
 
 
@@ -50,10 +50,7 @@ class WeightFreeThresholds:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, float]) -> WeightFreeThresholds:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown weight-free threshold(s) {unknown}; known: {sorted(known)}")
+        reject_unknown_fields(cls, dict(values), "weight-free threshold(s)")
         return cls(**{k: float(v) for k, v in values.items()})
 
 

@@ -123,3 +123,17 @@ def test_a_pickle_with_code_is_not_executed(tmp_path):
     with pytest.raises(ModelError, match="not a model file"):
         load_classifier(path)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_reading_ahead_stops_cleanly_when_the_consumer_stops(cache_with_tensors):
+    import threading
+
+    from miffi.inference import _read_ahead
+
+    before = threading.active_count()
+    reader = _read_ahead(cache_with_tensors, ["a", "b", "c"] * 20, depth=1)
+    assert next(reader)[0] == "a"
+    reader.close()  # the consumer gives up after one item
+    assert threading.active_count() == before
+    with pytest.raises(FileNotFoundError, match="no valid cache entry"):
+        list(_read_ahead(cache_with_tensors, ["a", "missing"]))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from miffi.config import reject_unknown_fields
 from miffi.labels import GROUPS
 
 
@@ -95,10 +96,10 @@ class SimulationConfig:
         data: Any = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of simulation settings")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown simulation setting(s) {unknown}; known: {sorted(known)}")
+        try:
+            reject_unknown_fields(cls, data, "simulation setting(s)")
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
         if "mix" in data:
             data["mix"] = {**_default_mix(), **data["mix"]}
         data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
