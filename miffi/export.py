@@ -62,12 +62,27 @@ def _optics_frame(pixel_sizes: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
     return optics, pixel_sizes.map(lambda v: groups.get(float(v), 1) if pd.notna(v) else 1)
 
 
-def write_relion(rows: pd.DataFrame, all_rows: pd.DataFrame, path: Path) -> None:
-    source = _single_source(all_rows, {".star"})
+def relion_source(usable: pd.DataFrame) -> dict[str, pd.DataFrame] | None:
+    """The blocks of the input star file, when every usable micrograph came from one."""
+    source = _single_source(usable, {".star"})
+    return starfile.read(source, always_dict=True) if source else None
+
+
+def cryosparc_source(usable: pd.DataFrame) -> Dataset | None:
+    """The input exposures (a .csg's .cs files joined on uid), when all came from one."""
+    source = _single_source(usable, {".cs", ".csg"})
+    if source is None:
+        return None
+    if source.lower().endswith(".csg"):
+        return Dataset.innerjoin_many(*[Dataset.load(str(p)) for p in csg_metafiles(Path(source))])
+    return Dataset.load(source)
+
+
+def write_relion(rows: pd.DataFrame, source: dict[str, pd.DataFrame] | None, path: Path) -> None:
     if source is not None:
-        blocks = starfile.read(source, always_dict=True)
+        blocks = dict(source)
         block = rows["input_block"].iloc[0]
-        blocks[block] = blocks[block].iloc[rows["input_row"].to_numpy()].reset_index(drop=True)
+        blocks[block] = source[block].iloc[rows["input_row"].to_numpy()].reset_index(drop=True)
     else:
         optics, groups = _optics_frame(rows["pixel_size"])
         blocks = {"optics": optics,
@@ -77,17 +92,9 @@ def write_relion(rows: pd.DataFrame, all_rows: pd.DataFrame, path: Path) -> None
         starfile.write(blocks, tmp, overwrite=True)
 
 
-def _load_exposures(source: str) -> Dataset:
-    if source.lower().endswith(".csg"):
-        return Dataset.innerjoin_many(*[Dataset.load(str(p)) for p in csg_metafiles(Path(source))])
-    return Dataset.load(source)
-
-
-def write_cryosparc(rows: pd.DataFrame, all_rows: pd.DataFrame, cs_path: Path) -> None:
-    source = _single_source(all_rows, {".cs", ".csg"})
+def write_cryosparc(rows: pd.DataFrame, source: Dataset | None, cs_path: Path) -> None:
     if source is not None:
-        dataset = _load_exposures(source).take(rows["input_row"].to_numpy())
-        group_type = "exposure"
+        dataset = source.take(rows["input_row"].to_numpy())
     else:
         dataset = Dataset.allocate(len(rows), fields=[("micrograph_blob/path", "O"),
                                                       ("micrograph_blob/psize_A", "f4"),
@@ -95,16 +102,15 @@ def write_cryosparc(rows: pd.DataFrame, all_rows: pd.DataFrame, cs_path: Path) -
         dataset["micrograph_blob/path"] = rows["path"].tolist()
         dataset["micrograph_blob/psize_A"] = rows["pixel_size"].fillna(0).to_numpy()
         dataset["micrograph_blob/shape"] = rows[["height", "width"]].fillna(0).to_numpy(dtype=np.uint32)
-        group_type = "exposure"
     with atomic.temporary_path(cs_path) as tmp:
         dataset.save(str(tmp))
     prefixes = sorted({field.split("/")[0] for field in dataset.fields() if "/" in field})
     group = {
         "created": pd.Timestamp.now().isoformat(),
-        "group": {"name": cs_path.stem, "title": cs_path.stem.replace("_", " "), "type": group_type,
+        "group": {"name": cs_path.stem, "title": cs_path.stem.replace("_", " "), "type": "exposure",
                   "description": f"miffi: {cs_path.stem} micrographs"},
         "results": {prefix: {"metafile": f">{cs_path.name}", "num_items": len(rows),
-                             "type": f"{group_type}.{prefix}"} for prefix in prefixes},
+                             "type": f"exposure.{prefix}"} for prefix in prefixes},
         "version": "miffi",
     }
     atomic.write_text(cs_path.with_suffix(".csg"), yaml.safe_dump(group, sort_keys=False))
@@ -152,11 +158,13 @@ def export(
     usable = results[results["status"] != "failed"]
     failed = results[results["status"] == "failed"]
     _remove_stale(outdir, set(named) | ({"failed"} if len(failed) else set()))
+    star = relion_source(usable) if "relion" in formats and named else None
+    exposures = cryosparc_source(usable) if "cryosparc" in formats and named else None
     for name, rows in named.items():
         if "relion" in formats:
-            write_relion(rows, usable, outdir / "relion" / f"{name}.star")
+            write_relion(rows, star, outdir / "relion" / f"{name}.star")
         if "cryosparc" in formats:
-            write_cryosparc(rows, usable, outdir / "cryosparc" / f"{name}.cs")
+            write_cryosparc(rows, exposures, outdir / "cryosparc" / f"{name}.cs")
         if "lists" in formats:
             write_list(rows, outdir / "lists" / f"{name}.txt")
     if "lists" in formats and len(failed):
