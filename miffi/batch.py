@@ -111,3 +111,22 @@ def summarise(status: pd.DataFrame) -> str:
     computed = status.loc[status["status"] == "computed", "seconds"]
     timing = f"; {computed.median():.3f} s median per computed micrograph" if len(computed) else ""
     return f"{len(status)} micrographs: " + ", ".join(parts) + timing
+
+
+def cache_status(table: pd.DataFrame, cache: TensorCache) -> pd.DataFrame:
+    """What the cache holds for each micrograph of ``table``, in the layout of
+    :func:`preprocess_table` (``cached``, ``failed`` with the recorded error, or failed
+    as not preprocessed)."""
+    rows = []
+    for micrograph, path in zip(table["micrograph"], table["path"]):
+        meta = cache.read_sidecar(micrograph) or {}
+        if meta.get("status") == "ok":
+            rows.append({"micrograph": micrograph, "path": path, "status": "cached",
+                         "squares": meta["tensor"]["shape"][0], "pixel_size": meta["pixel_size"],
+                         "seconds": 0.0, **meta["metrics"]})
+        else:
+            rows.append({"micrograph": micrograph, "path": path, "status": "failed",
+                         "error": meta.get("error", "not preprocessed")})
+    out = pd.DataFrame(rows).reindex(columns=STATUS_COLUMNS)
+    out["squares"] = out["squares"].astype("Int64")
+    return out

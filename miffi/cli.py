@@ -58,6 +58,10 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     config = PreprocessConfig(power_spectrum=args.channels == 2, max_squares=args.max_squares)
     table = read_micrographs(args.inputs, args.project_dir, args.pixel_size, args.pattern)
+    if args.chunk is not None:
+        if "chunk" not in table:
+            raise MiffiError("--chunk needs a micrograph table written by miffi intake --chunks N")
+        table = table[table["chunk"] == args.chunk].reset_index(drop=True)
     cache = TensorCache(args.out, config)
     status = preprocess_table(table, cache, device, force=args.force, progress=not args.no_progress)
     status_file = args.status or Path(args.out) / "preprocess.tsv"
@@ -99,37 +103,113 @@ def _thresholds(text: str) -> dict[str, float]:
     return {**{group: 0.7 for group in GROUPS}, **values}
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _run_options(args: argparse.Namespace):
+    """RunOptions from whichever of the shared options a command has."""
     from miffi.combine import CategorySettings, group_rules
     from miffi.device import resolve_device
-    from miffi.run import RunOptions, run_pipeline
+    from miffi.run import RunOptions
     from miffi.weightfree import WeightFreeThresholds
 
-    group_rules(args.rule)  # fail on a bad rule before any work
+    def get(name: str, default=None):
+        return getattr(args, name, default)
+
+    group_rules(get("rule", "miffi"))  # fail on a bad rule before any work
     thresholds = WeightFreeThresholds()
-    if args.thresholds:
+    if get("thresholds"):
         import yaml
 
         thresholds = WeightFreeThresholds.from_mapping(yaml.safe_load(args.thresholds.read_text()) or {})
-    bad_crystallinity = ("major_crystalline",) if args.minor_crystalline_good else \
+    bad_crystallinity = ("major_crystalline",) if get("minor_crystalline_good") else \
         ("minor_crystalline", "major_crystalline")
-    options = RunOptions(
-        model=args.model, arch=args.arch, cache_dir=args.cache, device=resolve_device(args.device),
-        rule=args.rule,
-        categories=CategorySettings(args.good_threshold, args.bad_threshold, bad_crystallinity),
-        formats=args.formats.split(","), export_categories=args.categories.split(",") if args.categories else None,
-        split_confidence=args.split_confidence, batch_size=args.batch_size, bf16=args.bf16,
-        pixel_size=args.pixel_size, project_dir=args.project_dir, pattern=args.pattern,
-        progress=not args.no_progress, thresholds=thresholds, where=args.where,
+    return RunOptions(
+        model=get("model"), arch=get("arch", "convnext_small"), cache_dir=get("cache"),
+        device=resolve_device(get("device", "cpu")), rule=get("rule", "miffi"),
+        categories=CategorySettings(get("good_threshold", 0.7), get("bad_threshold") or _thresholds("0.7"),
+                                    bad_crystallinity),
+        formats=get("formats", "relion,cryosparc,lists").split(","),
+        export_categories=args.categories.split(",") if get("categories") else None,
+        split_confidence=bool(get("split_confidence")), batch_size=get("batch_size", 16),
+        bf16=bool(get("bf16")), pixel_size=get("pixel_size"), project_dir=get("project_dir"),
+        pattern=get("pattern", "*.mrc"), progress=not get("no_progress", False), thresholds=thresholds,
+        where=get("where", []),
     )
-    results = run_pipeline(args.input, args.outdir, options)
+
+
+def _report(results, where: Path) -> int:
     failed = results[results["status"] == "failed"]
     for row in failed.itertuples():
         log.warning("failed: %s: %s", row.path, row.error)
     counts = results["category"].value_counts()
     log.info("%d micrographs: %s; %d failed; results in %s", len(results),
-             ", ".join(f"{k} {v}" for k, v in counts.items()), len(failed), Path(args.outdir) / "results.tsv")
+             ", ".join(f"{k} {v}" for k, v in counts.items()), len(failed), where)
     return 1 if len(failed) == len(results) else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from miffi.run import run_pipeline
+
+    results = run_pipeline(args.input, args.outdir, _run_options(args))
+    return _report(results, Path(args.outdir) / "results.tsv")
+
+
+def cmd_intake(args: argparse.Namespace) -> int:
+    from miffi import atomic
+    from miffi.intake import TABLE_SUFFIX, chunk_of, read_micrographs, write_table
+
+    if not str(args.out).endswith(TABLE_SUFFIX):
+        raise MiffiError(f"{args.out}: the table's name must end with {TABLE_SUFFIX}")
+    table = read_micrographs(args.inputs, args.project_dir, args.pixel_size, args.pattern)
+    table.insert(1, "chunk", [chunk_of(m, args.chunks) for m in table["micrograph"]])
+    write_table(table, args.out)
+    if args.chunk_dir:  # rewritten only when their content changes, so unchanged chunks keep their mtime
+        for chunk in range(args.chunks):
+            path = args.chunk_dir / f"chunk_{chunk}{TABLE_SUFFIX}"
+            text = table[table["chunk"] == chunk].to_csv(sep="\t", index=False)
+            if not path.is_file() or path.read_text(encoding="utf-8") != text:
+                atomic.write_text(path, text)
+    log.info("%d micrographs in %d chunks: %s", len(table), args.chunks, args.out)
+    return 0
+
+
+def _chunk_table(args: argparse.Namespace):
+    from miffi.intake import read_micrographs
+
+    table = read_micrographs([args.table])
+    return table if args.chunk is None else table[table["chunk"] == args.chunk].reset_index(drop=True)
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from miffi.run import infer_stage, write_table
+
+    predictions, evaluated = infer_stage(_chunk_table(args), _run_options(args))
+    write_table(predictions, args.out)
+    total = predictions["micrograph"].nunique()
+    log.info("predictions for %d micrographs (%d evaluated, %d reused): %s", total, evaluated,
+             total - evaluated, args.out)
+    return 0
+
+
+def cmd_combine(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from miffi.run import combine_stage, write_table
+
+    frames = [pd.read_csv(p, sep="\t", dtype={"micrograph": str}) for p in args.predictions]
+    predictions = pd.concat(frames, ignore_index=True)
+    results = combine_stage(_chunk_table(args), predictions, _run_options(args))
+    write_table(predictions, args.out.with_name("predictions.tsv"))
+    write_table(results, args.out)
+    return _report(results, args.out)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from miffi.run import export_stage
+
+    results = pd.read_parquet(args.results.with_suffix(".parquet"))
+    export_stage(results, args.outdir, _run_options(args))
+    return 0
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -143,6 +223,44 @@ def cmd_download(args: argparse.Namespace) -> int:
     for path in download_models(args.dir, models, args.record_url, args.retries, progress=not args.no_progress):
         log.info("ready: %s", path)
     return 0
+
+
+def add_table_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("table", type=Path, help="micrograph table from miffi intake")
+    parser.add_argument("--chunk", type=int, help="only the micrographs of this chunk")
+    parser.add_argument("--cache", required=True, type=Path, help="tensor cache directory")
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, help="TorchScript model (miffi_v1.pt), timm state dict or "
+                                                   "miffi .safetensors checkpoint (default: the weight-free "
+                                                   "classifier on Fourier-space metrics)")
+    parser.add_argument("--arch", default="convnext_small", help="timm architecture for state dicts")
+    parser.add_argument("--device", default="auto", help="auto (GPU if visible), cpu, cuda or cuda:N")
+    parser.add_argument("--batch-size", type=_positive_int, default=16, help="squares per batch")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster; logits within ~0.01)")
+
+
+def add_decision_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--thresholds", type=Path, help="YAML with weight-free classifier thresholds")
+    parser.add_argument("--rule", default="miffi",
+                        help="combining squares: miffi (default), strict, lenient, mean, or Miffi's grammar "
+                             "e.g. '0,111,010,222:2,111,010'")
+    parser.add_argument("--good-threshold", type=float, default=0.7,
+                        help="good micrographs below this confidence are low-confidence")
+    parser.add_argument("--bad-threshold", type=_thresholds, default=_thresholds("0.7"),
+                        help="per-group thresholds for bad micrographs: 0.7 or film=0.8,drift=0.9")
+    parser.add_argument("--minor-crystalline-good", action="store_true",
+                        help="count minor_crystalline as good (Miffi counts it as bad)")
+
+
+def add_export_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--formats", default="relion,cryosparc,lists", help="export formats (comma-separated)")
+    parser.add_argument("--categories", help="export only these categories (comma-separated; default all non-empty)")
+    parser.add_argument("--split-confidence", action="store_true", help="also export high/low-confidence halves")
+    parser.add_argument("--where", action="append", default=[], metavar="EXPR",
+                        help="export only micrographs with COLUMN OP VALUE, e.g. 'water_ring < 1.3' or "
+                             "'ctf_baseline == good' (repeatable; all must hold)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--max-squares", type=_positive_int, help="keep at most this many squares")
     pre.add_argument("--force", action="store_true", help="recompute even when the cache is fresh")
     pre.add_argument("--status", type=Path, help="status table to write (default: DIR/preprocess.tsv)")
+    pre.add_argument("--chunk", type=int, help="with a miffi intake table: only the micrographs of this chunk")
     pre.add_argument("--no-progress", action="store_true", help="no progress bar")
     pre.set_defaults(func=cmd_preprocess)
 
@@ -191,34 +310,46 @@ def build_parser() -> argparse.ArgumentParser:
                                      "lists/<category>.txt under OUTDIR.")
     run.add_argument("--input", nargs="+", required=True, metavar="INPUT",
                      help="star/cs/csg/list files, MRC files, directories or quoted globs")
-    run.add_argument("--model", type=Path, help="TorchScript model (miffi_v1.pt), timm state dict or "
-                                                "miffi .safetensors checkpoint (default: the weight-free "
-                                                "classifier on Fourier-space metrics)")
-    run.add_argument("--thresholds", type=Path, help="YAML with weight-free classifier thresholds")
-    run.add_argument("--where", action="append", default=[], metavar="EXPR",
-                     help="export only micrographs with COLUMN OP VALUE, e.g. 'water_ring < 1.3' or "
-                          "'ctf_baseline == good' (repeatable; all must hold)")
-    run.add_argument("--arch", default="convnext_small", help="timm architecture for state dicts")
     run.add_argument("--outdir", required=True, type=Path)
     run.add_argument("--cache", type=Path, help="tensor cache directory (default: OUTDIR/cache)")
-    run.add_argument("--device", default="auto", help="auto (GPU if visible), cpu, cuda or cuda:N")
-    run.add_argument("--batch-size", type=_positive_int, default=16, help="squares per batch")
-    run.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster; logits within ~0.01)")
-    run.add_argument("--rule", default="miffi",
-                     help="combining squares: miffi (default), strict, lenient, mean, or Miffi's grammar "
-                          "e.g. '0,111,010,222:2,111,010'")
-    run.add_argument("--good-threshold", type=float, default=0.7,
-                     help="good micrographs below this confidence are low-confidence")
-    run.add_argument("--bad-threshold", type=_thresholds, default=_thresholds("0.7"),
-                     help="per-group thresholds for bad micrographs: 0.7 or film=0.8,drift=0.9")
-    run.add_argument("--minor-crystalline-good", action="store_true",
-                     help="count minor_crystalline as good (Miffi counts it as bad)")
-    run.add_argument("--formats", default="relion,cryosparc,lists", help="export formats (comma-separated)")
-    run.add_argument("--categories", help="export only these categories (comma-separated; default all non-empty)")
-    run.add_argument("--split-confidence", action="store_true", help="also export high/low-confidence halves")
+    add_model_options(run)
+    add_decision_options(run)
+    add_export_options(run)
     add_input_options(run)
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
+
+    stage = "; a stage of the Snakemake workflow (miffi run does all in one process)"
+    intake = sub.add_parser("intake", parents=[common], help="inputs → micrograph table" + stage)
+    add_input_arguments(intake)
+    intake.add_argument("--out", required=True, type=Path, help="table to write (NAME.micrographs.tsv)")
+    intake.add_argument("--chunks", type=_positive_int, default=1,
+                        help="split into this many stable chunks (by micrograph id)")
+    intake.add_argument("--chunk-dir", type=Path,
+                        help="also write each chunk's table to DIR/chunk_N.micrographs.tsv")
+    intake.set_defaults(func=cmd_intake)
+
+    infer = sub.add_parser("infer", parents=[common], help="cached tensors → per-square probabilities" + stage)
+    add_table_options(infer)
+    add_model_options(infer)
+    infer.add_argument("--thresholds", type=Path, help="YAML with weight-free classifier thresholds")
+    infer.add_argument("--out", required=True, type=Path, help="predictions TSV to write")
+    infer.add_argument("--no-progress", action="store_true", help="no progress bars")
+    infer.set_defaults(func=cmd_infer)
+
+    comb = sub.add_parser("combine", parents=[common], help="predictions → results.tsv" + stage)
+    add_table_options(comb)
+    comb.add_argument("--predictions", nargs="+", required=True, type=Path, help="predictions TSVs")
+    comb.add_argument("--model", type=Path, help="the model that made the predictions (none: weight-free)")
+    add_decision_options(comb)
+    comb.add_argument("--out", required=True, type=Path, help="results TSV to write (a .parquet copy beside)")
+    comb.set_defaults(func=cmd_combine)
+
+    exp = sub.add_parser("export", parents=[common], help="results → RELION/cryoSPARC/lists" + stage)
+    exp.add_argument("results", type=Path, help="results.tsv of miffi run or miffi combine (its .parquet is read)")
+    exp.add_argument("--outdir", required=True, type=Path)
+    add_export_options(exp)
+    exp.set_defaults(func=cmd_export)
 
     down = sub.add_parser("download", parents=[common], help="fetch the published Miffi models (Zenodo)",
                           description="Download published Miffi models, verify their md5 checksums, "

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 import re
 from collections.abc import Sequence
@@ -12,14 +15,14 @@ import pandas as pd
 import torch
 
 from miffi import atomic
-from miffi.batch import preprocess_table
+from miffi.batch import cache_status, preprocess_table
 from miffi.cache import TensorCache
 from miffi.combine import CategorySettings, categorise, combine
 from miffi.config import PreprocessConfig
 from miffi.ctf_baseline import ctf_baseline, fit_resolution
 from miffi.errors import MiffiError
 from miffi.export import FORMATS, export
-from miffi.inference import predict
+from miffi.inference import predict, predict_reusing
 from miffi.intake import read_micrographs
 from miffi.labels import GROUPS, LABELS
 from miffi.metrics import METRICS
@@ -107,6 +110,60 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
         frame.to_parquet(tmp, index=False)
 
 
+def weightfree_predictions(cache: TensorCache, micrographs: Sequence[str],
+                           thresholds: WeightFreeThresholds) -> pd.DataFrame:
+    return predict_metrics({m: cache.read_sidecar(m)["square_metrics"] for m in micrographs}, thresholds)
+
+
+def model_key(options: RunOptions) -> str:
+    """Names the stored predictions of one model (file, size, mtime, arch) or of the weight-free thresholds."""
+    if options.model is None:
+        text = json.dumps(dataclasses.asdict(options.thresholds), sort_keys=True)
+        return "weightfree-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+    stat = Path(options.model).stat()
+    text = f"{Path(options.model).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{options.arch}|{options.bf16}"
+    return f"{Path(options.model).stem}-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def infer_stage(table: pd.DataFrame, options: RunOptions) -> tuple[pd.DataFrame, int]:
+    """Predictions for the preprocessed micrographs of ``table`` (model, or weight-free),
+    reusing stored per-micrograph results; returns them and how many were evaluated."""
+    classifier = load_classifier(options.model, options.arch, options.device) if options.model else None
+    cache = TensorCache(options.cache_dir, classifier.config if classifier else PreprocessConfig())
+    usable = cache_status(table, cache).query("status != 'failed'")["micrograph"].tolist()
+    if classifier:
+        def run(names: list[str]) -> pd.DataFrame:
+            return predict(classifier, cache, names, options.device, options.batch_size, options.bf16,
+                           options.progress)
+    else:
+        def run(names: list[str]) -> pd.DataFrame:
+            return weightfree_predictions(cache, names, options.thresholds)
+    store = Path(options.cache_dir) / "predictions" / model_key(options)
+    return predict_reusing(run, usable, cache, store)
+
+
+def combine_stage(table: pd.DataFrame, predictions: pd.DataFrame, options: RunOptions) -> pd.DataFrame:
+    """The results table from the micrograph table, the cache and the predictions."""
+    cache = TensorCache(options.cache_dir, PreprocessConfig())
+    status = cache_status(table, cache)
+    usable = status.loc[status["status"] != "failed", "micrograph"].tolist()
+    categorised = categorise(combine(predictions, options.rule), options.categories)
+    second_opinion = None
+    if options.model:
+        weightfree = weightfree_predictions(cache, usable, options.thresholds)
+        second_opinion = categorise(combine(weightfree, options.rule), options.categories)
+    method = "weight-free" if options.model is None else f"model:{Path(options.model).name}"
+    return results_table(table, status, categorised, second_opinion, method)
+
+
+def export_stage(results: pd.DataFrame, outdir: str | Path, options: RunOptions) -> dict[str, int]:
+    selected = where_mask(results, options.where) | (results["status"] == "failed")
+    written = export(results[selected], outdir, options.formats, options.export_categories,
+                     options.split_confidence)
+    log.info("categories: %s", ", ".join(f"{name} {count}" for name, count in written.items()) or "none")
+    return written
+
+
 def run_pipeline(inputs: Sequence[str | Path], outdir: str | Path, options: RunOptions) -> pd.DataFrame:
     """Run everything and write ``predictions.tsv``, ``results.tsv`` and the exports.
 
@@ -120,7 +177,7 @@ def run_pipeline(inputs: Sequence[str | Path], outdir: str | Path, options: RunO
     cache = TensorCache(options.cache_dir or outdir / "cache", config)
     status = preprocess_table(table, cache, options.device, progress=options.progress)
     usable = status.loc[status["status"] != "failed", "micrograph"].tolist()
-    weightfree = predict_metrics({m: cache.read_sidecar(m)["square_metrics"] for m in usable}, options.thresholds)
+    weightfree = weightfree_predictions(cache, usable, options.thresholds)
     if classifier:
         predictions = predict(classifier, cache, usable, options.device, options.batch_size, options.bf16,
                               options.progress)
@@ -132,8 +189,5 @@ def run_pipeline(inputs: Sequence[str | Path], outdir: str | Path, options: RunO
     results = results_table(table, status, categorised, second_opinion, method)
     write_table(predictions[["micrograph", "square", *LABELS]], outdir / "predictions.tsv")
     write_table(results, outdir / "results.tsv")
-    selected = where_mask(results, options.where) | (results["status"] == "failed")
-    written = export(results[selected], outdir, options.formats, options.export_categories,
-                     options.split_confidence)
-    log.info("categories: %s", ", ".join(f"{name} {count}" for name, count in written.items()) or "none")
+    export_stage(results, outdir, options)
     return results

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: creates .venv if needed, simulates a small labelled
-# dataset (no data or weights needed) and runs the whole pipeline on it with the
-# weight-free classifier: preprocessing into the tensor cache, Fourier-space metrics,
-# classification, categories and the RELION/cryoSPARC/list exports.
-# Outputs go to results/demo/. Run it again: unchanged micrographs come from the cache.
+# The main job on a fresh machine: creates .venv if needed, then runs the Snakemake
+# workflow on the shipped config.yaml. That config needs no data and no weights: it
+# simulates a small labelled dataset and runs every stage on it (intake, preprocessing
+# into the tensor cache with the Fourier-space metrics, classification with the
+# weight-free classifier, combination, categories, RELION/cryoSPARC/list exports).
+# Outputs go to results/workflow/; run it again and only what changed is redone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-venv.sh
-out=results/demo
-.venv/bin/miffi simulate --out "$out/dataset" --n 12 --detector 2048x2048@1.0 --seed 1
-.venv/bin/miffi run --input "$out/dataset/micrographs.star" --outdir "$out/run" --cache "$out/cache"
+export PATH="$PWD/.venv/bin:$PATH"
+exec snakemake --cores all "$@"

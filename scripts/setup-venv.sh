@@ -15,6 +15,6 @@ echo "setting up .venv (first run: a few minutes; torch is large)" >&2
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -c constraints.txt torch torchvision
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[test,workflow]"
 .venv/bin/python -m pip install -q --no-deps --upgrade --target .venv/miffi-1.0.1 miffi==1.0.1
 echo "$want" > "$stamp"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +40,10 @@ MRC_SUFFIXES = {".mrc", ".mrcs", ".map"}
 TABLE_READERS = {".star": read_relion, ".cs": read_cs, ".csg": read_csg}
 #: How many folders above a table file are tried as its project directory.
 ROOT_SEARCH_DEPTH = 4
+#: Our own micrograph tables (``miffi intake``) end with this and are read back as they are.
+TABLE_SUFFIX = ".micrographs.tsv"
+TABLE_COLUMNS = ["micrograph", "path", "pixel_size", "pixel_size_source", "optics_group", "height", "width",
+                 "input", "input_row", "input_block"]
 
 
 def _candidate_roots(source: Path) -> list[Path]:
@@ -138,6 +143,30 @@ def _resolve_pixel_size(table: pd.DataFrame, user_pixel_size: float | None) -> N
     )
 
 
+def chunk_of(micrograph: str, chunks: int) -> int:
+    """A stable chunk number for a micrograph id (adding micrographs never moves others)."""
+    return zlib.crc32(micrograph.encode("utf-8")) % chunks
+
+
+def write_table(table: pd.DataFrame, path: str | Path) -> None:
+    """Save a micrograph table as TSV; :func:`read_micrographs` reads it back as it is."""
+    from miffi import atomic
+
+    atomic.write_text(path, table.to_csv(sep="\t", index=False))
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    table = pd.read_csv(path, sep="\t", dtype={"micrograph": str, "path": str, "input": str,
+                                              "input_block": str, "optics_group": str},
+                        keep_default_na=True)
+    missing = [c for c in TABLE_COLUMNS if c not in table]
+    if missing:
+        raise InputError(path, f"not a micrograph table written by `miffi intake` (missing {missing})")
+    for column in ("height", "width"):
+        table[column] = table[column].astype("Int64")
+    return table
+
+
 def read_micrographs(
     inputs: Sequence[str | Path],
     project_dir: str | Path | None = None,
@@ -163,6 +192,11 @@ def read_micrographs(
     """
     if not inputs:
         raise InputError("<inputs>", "no input given")
+    if len(inputs) == 1 and str(inputs[0]).endswith(TABLE_SUFFIX):
+        table = read_table(Path(inputs[0]))
+        if pixel_size is not None:
+            table["pixel_size"], table["pixel_size_source"] = float(pixel_size), "user"
+        return table
     if pixel_size is not None and not pixel_size > 0:
         raise InputError("--pixel-size", f"must be > 0, got {pixel_size}")
     root = Path(project_dir) if project_dir is not None else None
@@ -179,7 +213,5 @@ def read_micrographs(
     for column in ("optics_group", "height", "width", "input_block"):
         if column not in table:
             table[column] = pd.NA
-    front = ["micrograph", "path", "pixel_size", "pixel_size_source", "optics_group", "height", "width",
-             "input", "input_row", "input_block"]
-    rest = [c for c in table.columns if c not in front and c != "raw_path"]
-    return table[front + rest]
+    rest = [c for c in table.columns if c not in TABLE_COLUMNS and c != "raw_path"]
+    return table[TABLE_COLUMNS + rest]

@@ -1,0 +1,105 @@
+"""The Snakemake workflow run locally: outputs, and re-running only what changed."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from miffi.intake import chunk_of
+from miffi.simulate.config import parse_detector
+from miffi.simulate.dataset import simulate_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.skipif(shutil.which("snakemake", path=str(BIN)) is None,
+                                reason="snakemake is not installed in this environment")
+
+
+def snakemake(workdir: Path, *extra: str) -> str:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run([str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory",
+                             str(workdir), "--cores", "2", *extra], capture_output=True, text=True, env=env,
+                            timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+def jobs(log: str) -> dict[str, int]:
+    """How many jobs of each rule a run executed (from Snakemake's own log)."""
+    counts: dict[str, int] = {}
+    for name in re.findall(r"^(?:local)?rule (\w+):", log, flags=re.M):
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def evaluated(workdir: Path, since: float) -> int:
+    """Micrographs the classifier evaluated in the logs of infer jobs newer than ``since``."""
+    total = 0
+    for log in (workdir / "out" / "ds" / "logs").glob("infer_*.log"):
+        if log.stat().st_mtime > since:
+            total += sum(int(n) for n in re.findall(r"\((\d+) evaluated", log.read_text()))
+    return total
+
+
+@pytest.fixture(scope="module")
+def micrographs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sim")
+    simulate_dataset(folder, 8, parse_detector("512x512@1.2"), seed=5, progress=False, workers=1)
+    return sorted((folder / "micrographs").glob("*.mrc"))
+
+
+def write_config(workdir: Path, rule: str = "miffi") -> None:
+    config = {"outdir": "out", "datasets": {"ds": {"input": ["mics.txt"], "chunks": 3, "device": "cpu",
+                                                    "rule": rule}}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def test_workflow_runs_and_reruns_only_what_changed(tmp_path, micrographs):
+    first, new = micrographs[:6], micrographs[6:]
+    (tmp_path / "mics.txt").write_text("".join(f"{p}\n" for p in first))
+    write_config(tmp_path)
+    log = snakemake(tmp_path)
+    ran = jobs(log)
+    assert ran["preprocess"] == ran["infer"] == 3 and ran["combine"] == ran["export"] == 1
+    results = pd.read_csv(tmp_path / "out" / "ds" / "results.tsv", sep="\t")
+    assert sorted(results["micrograph"]) == sorted(p.stem for p in first)
+    assert set(results["classifier"]) == {"weight-free"}
+    assert (tmp_path / "out" / "ds" / "export" / "relion").is_dir()
+    assert evaluated(tmp_path, 0) == 6
+
+    assert "Nothing to be done" in snakemake(tmp_path)
+
+    # new micrographs: only their chunks are preprocessed and classified, and only they are evaluated
+    before = max(p.stat().st_mtime for p in (tmp_path / "out" / "ds" / "logs").iterdir())
+    (tmp_path / "mics.txt").write_text("".join(f"{p}\n" for p in micrographs))
+    log = snakemake(tmp_path)
+    touched = {chunk_of(p.stem, 3) for p in new}
+    ran = jobs(log)
+    assert ran.get("preprocess", 0) == ran.get("infer", 0) == len(touched)
+    assert evaluated(tmp_path, before) == len(new)
+    results = pd.read_csv(tmp_path / "out" / "ds" / "results.tsv", sep="\t")
+    assert len(results) == 8
+
+    # another combination rule: only combine and export run again
+    write_config(tmp_path, rule="strict")
+    ran = jobs(snakemake(tmp_path))
+    assert set(ran) - {"all"} == {"combine", "export"}
+
+
+def test_invalid_config_names_the_key(tmp_path):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(
+        {"outdir": "out", "datasets": {"ds": {"input": ["x.star"], "chunks": 0}}}))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run([str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory",
+                             str(tmp_path), "-n"], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode != 0
+    assert "chunks" in result.stderr + result.stdout

@@ -1,0 +1,26 @@
+rule infer:
+    """Cached tensors of one chunk → per-square probabilities (the model, or the
+    weight-free classifier). Results are kept per micrograph, so a re-run evaluates only
+    micrographs it has not seen. A GPU job unless the dataset's device is cpu."""
+    input:
+        table=chunk_table,
+        preprocessed=f"{OUT}/{{dataset}}/preprocess/chunk_{{chunk}}.tsv",
+        model=model_input,
+    output:
+        f"{OUT}/{{dataset}}/predictions/chunk_{{chunk}}.tsv",
+    params:
+        cache=lambda w: f"{OUT}/{w.dataset}/cache",
+        model=model_options,
+        device=lambda w: setting(w, "device"),
+    threads: 2
+    resources:
+        gpu=lambda w: 0 if setting(w, "device") == "cpu" else 1,
+        mem_mb=8000,
+        runtime=60,
+    log:
+        f"{OUT}/{{dataset}}/logs/infer_{{chunk}}.log",
+    benchmark:
+        f"{OUT}/{{dataset}}/benchmarks/infer_{{chunk}}.tsv"
+    shell:
+        "{MIFFI} infer {input.table} --cache {params.cache} --out {output} --device {params.device} "
+        "{params.model} --no-progress > {log} 2>&1"

@@ -1,0 +1,22 @@
+rule preprocess:
+    """Micrographs of one chunk → the tensor cache (one .npy + sidecar with metrics per
+    micrograph); unchanged micrographs are reused from the cache."""
+    input:
+        table=chunk_table,
+        micrographs=chunk_micrographs,
+    output:
+        f"{OUT}/{{dataset}}/preprocess/chunk_{{chunk}}.tsv",
+    params:
+        cache=lambda w: f"{OUT}/{w.dataset}/cache",
+        channels=lambda w: setting(w, "channels"),
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    log:
+        f"{OUT}/{{dataset}}/logs/preprocess_{{chunk}}.log",
+    benchmark:
+        f"{OUT}/{{dataset}}/benchmarks/preprocess_{{chunk}}.tsv"
+    shell:
+        "{MIFFI} preprocess {input.table} --out {params.cache} --status {output} --channels {params.channels} "
+        "--device cpu --no-progress > {log} 2>&1 || test -s {output}"

@@ -1,0 +1,18 @@
+rule simulate:
+    """A labelled synthetic dataset (datasets with a `simulate` section)."""
+    output:
+        star=f"{OUT}/{{dataset}}/simulated/micrographs.star",
+        labels=f"{OUT}/{{dataset}}/simulated/labels.csv",
+    params:
+        folder=lambda w: f"{OUT}/{w.dataset}/simulated",
+        n=lambda w: setting(w, "simulate")["n"],
+        detector=lambda w: setting(w, "simulate").get("detector", "1024x1024@1.0"),
+        seed=lambda w: setting(w, "simulate").get("seed", 0),
+    threads: 2
+    log:
+        f"{OUT}/{{dataset}}/logs/simulate.log",
+    benchmark:
+        f"{OUT}/{{dataset}}/benchmarks/simulate.tsv"
+    shell:
+        "{MIFFI} simulate --out {params.folder} --n {params.n} --detector {params.detector} "
+        "--seed {params.seed} --no-progress > {log} 2>&1"
