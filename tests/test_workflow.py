@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import timm
+import torch
 import yaml
 
+from helpers import save_torchscript
 from miffi.intake import chunk_of
 from miffi.simulate.config import parse_detector
 from miffi.simulate.dataset import simulate_dataset
@@ -57,9 +60,9 @@ def micrographs(tmp_path_factory):
     return sorted((folder / "micrographs").glob("*.mrc"))
 
 
-def write_config(workdir: Path, rule: str = "miffi") -> None:
+def write_config(workdir: Path, rule: str = "miffi", model: str | None = None) -> None:
     config = {"outdir": "out", "datasets": {"ds": {"input": ["mics.txt"], "chunks": 3, "device": "cpu",
-                                                    "rule": rule}}}
+                                                    "rule": rule, "model": model, "arch": "convnext_atto"}}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
 
 
@@ -93,6 +96,18 @@ def test_workflow_runs_and_reruns_only_what_changed(tmp_path, micrographs):
     write_config(tmp_path, rule="strict")
     ran = jobs(snakemake(tmp_path))
     assert set(ran) - {"all"} == {"combine", "export"}
+
+    # a model instead of the weight-free classifier: inference runs again, preprocessing does not
+    torch.manual_seed(0)
+    module = timm.create_model("convnext_atto", pretrained=False, in_chans=2, num_classes=11).eval()
+    save_torchscript(module, tmp_path / "model.pt")
+    write_config(tmp_path, rule="strict", model=str(tmp_path / "model.pt"))
+    before = max(p.stat().st_mtime for p in (tmp_path / "out" / "ds" / "logs").iterdir())
+    ran = jobs(snakemake(tmp_path))
+    assert ran["infer"] == 3 and "preprocess" not in ran
+    assert evaluated(tmp_path, before) == 8
+    results = pd.read_csv(tmp_path / "out" / "ds" / "results.tsv", sep="\t")
+    assert set(results["classifier"]) == {"model:model.pt"} and "wf_category" in results
 
 
 def test_invalid_config_names_the_key(tmp_path):
