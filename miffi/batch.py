@@ -15,15 +15,13 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from miffi.cache import TensorCache
+from miffi.cache import STATUS_COLUMNS, TensorCache
 from miffi.device import available_cores
 from miffi.errors import MicrographError
-from miffi.metrics import METRICS
 from miffi.preprocess import LoadedMicrograph, load_squares, preprocess_loaded
 
 log = logging.getLogger(__name__)
 
-STATUS_COLUMNS = ["micrograph", "path", "status", "error", "squares", "pixel_size", "seconds", *METRICS]
 
 
 def _given_pixel_size(value: object) -> float | None:
@@ -112,21 +110,3 @@ def summarise(status: pd.DataFrame) -> str:
     timing = f"; {computed.median():.3f} s median per computed micrograph" if len(computed) else ""
     return f"{len(status)} micrographs: " + ", ".join(parts) + timing
 
-
-def cache_status(table: pd.DataFrame, cache: TensorCache) -> pd.DataFrame:
-    """What the cache holds for each micrograph of ``table``, in the layout of
-    :func:`preprocess_table` (``cached``, ``failed`` with the recorded error, or failed
-    as not preprocessed)."""
-    rows = []
-    for micrograph, path in zip(table["micrograph"], table["path"]):
-        meta = cache.read_sidecar(micrograph) or {}
-        if meta.get("status") == "ok":
-            rows.append({"micrograph": micrograph, "path": path, "status": "cached",
-                         "squares": meta["tensor"]["shape"][0], "pixel_size": meta["pixel_size"],
-                         "seconds": 0.0, **meta["metrics"]})
-        else:
-            rows.append({"micrograph": micrograph, "path": path, "status": "failed",
-                         "error": meta.get("error", "not preprocessed")})
-    out = pd.DataFrame(rows).reindex(columns=STATUS_COLUMNS)
-    out["squares"] = out["squares"].astype("Int64")
-    return out

@@ -24,12 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from miffi import atomic
 from miffi.config import CACHE_FORMAT, PreprocessConfig
 from miffi import metrics
 from miffi.mrc import file_fingerprint
 from miffi.squares import SquareLayout
+
+
+#: Columns of a preprocessing status table (``preprocess.tsv``), metrics included.
+STATUS_COLUMNS = ["micrograph", "path", "status", "error", "squares", "pixel_size", "seconds", *metrics.METRICS]
 
 
 def _same_pixel_size(a: float | None, b: float | None) -> bool:
@@ -139,3 +144,22 @@ class TensorCache:
                 f"expected {self.config.to_dict()}"
             )
         return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def cache_status(table: pd.DataFrame, cache: TensorCache) -> pd.DataFrame:
+    """What the cache holds for each micrograph of ``table``, as a status table:
+    ``cached`` (with its metrics), or ``failed`` with the recorded error (or
+    "not preprocessed")."""
+    rows = []
+    for micrograph, path in zip(table["micrograph"], table["path"]):
+        meta = cache.read_sidecar(micrograph) or {}
+        if meta.get("status") == "ok":
+            rows.append({"micrograph": micrograph, "path": path, "status": "cached",
+                         "squares": meta["tensor"]["shape"][0], "pixel_size": meta["pixel_size"],
+                         "seconds": 0.0, **meta["metrics"]})
+        else:
+            rows.append({"micrograph": micrograph, "path": path, "status": "failed",
+                         "error": meta.get("error", "not preprocessed")})
+    out = pd.DataFrame(rows).reindex(columns=STATUS_COLUMNS)
+    out["squares"] = out["squares"].astype("Int64")
+    return out

@@ -103,9 +103,24 @@ def _thresholds(text: str) -> dict[str, float]:
     return {**{group: 0.7 for group in GROUPS}, **values}
 
 
+def _decisions(args: argparse.Namespace):
+    """Combination rule, category settings and weight-free thresholds (no torch needed)."""
+    from miffi.combine import CategorySettings, group_rules
+    from miffi.weightfree import WeightFreeThresholds
+
+    group_rules(args.rule)  # fail on a bad rule before any work
+    thresholds = WeightFreeThresholds()
+    if args.thresholds:
+        import yaml
+
+        thresholds = WeightFreeThresholds.from_mapping(yaml.safe_load(args.thresholds.read_text()) or {})
+    bad_crystallinity = ("major_crystalline",) if args.minor_crystalline_good else \
+        ("minor_crystalline", "major_crystalline")
+    return args.rule, CategorySettings(args.good_threshold, args.bad_threshold, bad_crystallinity), thresholds
+
+
 def _run_options(args: argparse.Namespace):
     """RunOptions from whichever of the shared options a command has."""
-    from miffi.combine import CategorySettings, group_rules
     from miffi.device import resolve_device
     from miffi.run import RunOptions
     from miffi.weightfree import WeightFreeThresholds
@@ -113,26 +128,22 @@ def _run_options(args: argparse.Namespace):
     def get(name: str, default=None):
         return getattr(args, name, default)
 
-    group_rules(get("rule", "miffi"))  # fail on a bad rule before any work
-    thresholds = WeightFreeThresholds()
-    if get("thresholds"):
-        import yaml
-
-        thresholds = WeightFreeThresholds.from_mapping(yaml.safe_load(args.thresholds.read_text()) or {})
-    bad_crystallinity = ("major_crystalline",) if get("minor_crystalline_good") else \
-        ("minor_crystalline", "major_crystalline")
-    return RunOptions(
+    rule, categories, thresholds = _decisions(args) if hasattr(args, "rule") else \
+        ("miffi", None, WeightFreeThresholds())
+    options = RunOptions(
         model=get("model"), arch=get("arch", "convnext_small"), cache_dir=get("cache"),
-        device=resolve_device(get("device", "cpu")), rule=get("rule", "miffi"),
-        categories=CategorySettings(get("good_threshold", 0.7), get("bad_threshold") or _thresholds("0.7"),
-                                    bad_crystallinity),
-        formats=get("formats", "relion,cryosparc,lists").split(","),
-        export_categories=args.categories.split(",") if get("categories") else None,
-        split_confidence=bool(get("split_confidence")), batch_size=get("batch_size", 16),
+        device=resolve_device(get("device", "cpu")), rule=rule, batch_size=get("batch_size", 16),
         bf16=bool(get("bf16")), pixel_size=get("pixel_size"), project_dir=get("project_dir"),
         pattern=get("pattern", "*.mrc"), progress=not get("no_progress", False), thresholds=thresholds,
-        where=get("where", []),
     )
+    if categories is not None:
+        options.categories = categories
+    if hasattr(args, "formats"):
+        options.formats = args.formats.split(",")
+        options.export_categories = args.categories.split(",") if args.categories else None
+        options.split_confidence = args.split_confidence
+        options.where = args.where
+    return options
 
 
 def _report(results, where: Path) -> int:
@@ -179,7 +190,8 @@ def _chunk_table(args: argparse.Namespace):
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    from miffi.run import infer_stage, write_table
+    from miffi.results import write_table
+    from miffi.run import infer_stage
 
     predictions, evaluated = infer_stage(_chunk_table(args), _run_options(args))
     write_table(predictions, args.out)
@@ -192,11 +204,12 @@ def cmd_infer(args: argparse.Namespace) -> int:
 def cmd_combine(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from miffi.run import combine_stage, write_table
+    from miffi.results import combine_stage, write_table
 
+    rule, categories, thresholds = _decisions(args)
     frames = [pd.read_csv(p, sep="\t", dtype={"micrograph": str}) for p in args.predictions]
     predictions = pd.concat(frames, ignore_index=True)
-    results = combine_stage(_chunk_table(args), predictions, _run_options(args))
+    results = combine_stage(_chunk_table(args), predictions, args.cache, args.model, rule, categories, thresholds)
     write_table(predictions, args.out.with_name("predictions.tsv"))
     write_table(results, args.out)
     return _report(results, args.out)
@@ -205,10 +218,11 @@ def cmd_combine(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from miffi.run import export_stage
+    from miffi.results import export_stage
 
     results = pd.read_parquet(args.results.with_suffix(".parquet"))
-    export_stage(results, args.outdir, _run_options(args))
+    export_stage(results, args.outdir, args.formats.split(","),
+                 args.categories.split(",") if args.categories else None, args.split_confidence, args.where)
     return 0
 
 

@@ -45,7 +45,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.ndimage as ndi
-import torch
 
 #: Bump when a metric's definition changes: cached metrics of another version are recomputed.
 VERSION = 2
@@ -151,6 +150,8 @@ def _block_mean(image: np.ndarray, step: int) -> np.ndarray:
     """Means of ``step × step`` blocks (a remainder at the edges is dropped)."""
     if step == 1:
         return image
+    import torch  # imported here: the stages that only read metrics should not pay for torch
+
     tensor = torch.from_numpy(np.require(image, np.float32, ["C_CONTIGUOUS", "WRITEABLE"]))[None, None]
     return torch.nn.functional.avg_pool2d(tensor, step)[0, 0].numpy()
 

@@ -1,0 +1,60 @@
+"""Throughput of the workflow run locally against ``miffi run``, on the same micrographs.
+
+K3-size micrographs (as in preprocess_speed.py) listed in a text file; both start from
+an empty cache and use the weight-free classifier. Prints both wall times and the
+workflow's throughput as a fraction of ``miffi run``'s, measured in one run.
+
+Usage: python benchmarks/workflow_throughput.py [--n 24] [--chunks 1] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from preprocess_speed import make_micrographs  # noqa: E402
+
+
+def timed(command: list[str], cwd: Path) -> float:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(result.stdout[-2000:] + result.stderr[-2000:])
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=24)
+    parser.add_argument("--chunks", type=int, default=1)
+    parser.add_argument("--workdir", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        work = Path(tmp)
+        paths = make_micrographs(work / "mics", args.n)
+        (work / "mics.txt").write_text("".join(f"{p}\n" for p in paths))
+        run = timed([str(BIN / "miffi"), "run", "--input", "mics.txt", "--outdir", "run", "--device", "cpu",
+                     "--no-progress", "-q"], work)
+        (work / "config.yaml").write_text(yaml.safe_dump({"outdir": "wf", "datasets": {"k3": {
+            "input": ["mics.txt"], "chunks": args.chunks, "device": "cpu"}}}))
+        workflow = timed([str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
+                          "--cores", str(os.cpu_count()), "--quiet"], work)
+        print(f"{args.n} K3 micrographs, weight-free, CPU cores {os.cpu_count()}: miffi run {run:.1f} s "
+              f"({run / args.n:.3f} s each); workflow ({args.chunks} chunk(s)) {workflow:.1f} s "
+              f"({workflow / args.n:.3f} s each); workflow throughput = {run / workflow:.0%} of miffi run's")
+
+
+if __name__ == "__main__":
+    main()

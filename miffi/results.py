@@ -1,0 +1,111 @@
+"""Results of a run: the results table, its filters, and the combine and export stages.
+
+Free of torch, so the workflow's combine and export jobs start quickly.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from miffi import atomic
+from miffi.cache import TensorCache, cache_status
+from miffi.combine import CategorySettings, categorise, combine
+from miffi.config import PreprocessConfig
+from miffi.ctf_baseline import ctf_baseline, fit_resolution
+from miffi.errors import MiffiError
+from miffi.export import FORMATS, export
+from miffi.intake import TABLE_COLUMNS
+from miffi.labels import GROUPS
+from miffi.metrics import METRICS
+from miffi.weightfree import WeightFreeThresholds, predict_metrics
+
+log = logging.getLogger(__name__)
+
+
+def results_table(table: pd.DataFrame, status: pd.DataFrame, categorised: pd.DataFrame,
+                  second_opinion: pd.DataFrame | None, method: str) -> pd.DataFrame:
+    """One row per micrograph in input order: intake facts, status, labels, category,
+    metrics, the CTF baseline, the weight-free second opinion and probabilities."""
+    results = table[TABLE_COLUMNS].merge(status[["micrograph", "status", "error", *METRICS]],
+                                          on="micrograph", how="left")
+    results = results.merge(categorised, on="micrograph", how="left")
+    results["classifier"] = method
+    results["ctf_fit_resolution"] = fit_resolution(table).to_numpy()
+    results["ctf_baseline"] = ctf_baseline(results["ctf_fit_resolution"]).to_numpy()
+    opinion = []
+    if second_opinion is not None:
+        renamed = second_opinion[["micrograph", *GROUPS, "category"]].rename(
+            columns={c: f"wf_{c}" for c in [*GROUPS, "category"]})
+        results = results.merge(renamed, on="micrograph", how="left")
+        opinion = list(renamed.columns[1:])
+    front = ["micrograph", *GROUPS, "category", "confidence", "confidence_level",
+             *[f"{g}_confidence" for g in GROUPS], "status", "error", "classifier", "squares",
+             *METRICS, "ctf_fit_resolution", "ctf_baseline", *opinion]
+    return results[front + [c for c in results.columns if c not in front]]
+
+
+FILTER = re.compile(r"^\s*([A-Za-z_][\w/]*)\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
+OPERATORS = {"<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__", "==": "__eq__", "!=": "__ne__"}
+
+
+def where_mask(results: pd.DataFrame, expressions: Sequence[str]) -> pd.Series:
+    """Rows satisfying every ``COLUMN OP VALUE`` expression (e.g. ``water_ring < 1.3``)."""
+    mask = pd.Series(True, index=results.index)
+    for expression in expressions:
+        match = FILTER.match(expression)
+        if not match:
+            raise MiffiError(f"--where {expression!r}: expected COLUMN OP VALUE with OP one of "
+                             f"{' '.join(OPERATORS)}, e.g. 'water_ring < 1.3'")
+        column, op, raw = match.groups()
+        if column not in results:
+            raise MiffiError(f"--where {expression!r}: no column {column!r} (columns: {', '.join(results.columns)})")
+        try:
+            value: object = float(raw)
+        except ValueError:
+            value = raw.strip("'\"")
+        mask &= getattr(results[column], OPERATORS[op])(value).fillna(False).astype(bool)
+    return mask
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    """TSV, plus a Parquet copy beside it."""
+    atomic.write_text(path, frame.to_csv(sep="\t", index=False))
+    with atomic.temporary_path(path.with_suffix(".parquet")) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def weightfree_predictions(cache: TensorCache, micrographs: Sequence[str],
+                           thresholds: WeightFreeThresholds) -> pd.DataFrame:
+    return predict_metrics({m: cache.read_sidecar(m)["square_metrics"] for m in micrographs}, thresholds)
+
+
+def combine_stage(table: pd.DataFrame, predictions: pd.DataFrame, cache_dir: str | Path,
+                  model: str | Path | None, rule: str, categories: CategorySettings,
+                  thresholds: WeightFreeThresholds) -> pd.DataFrame:
+    """The results table from the micrograph table, the cache and the predictions
+    (made by ``model``, or by the weight-free classifier when it is None)."""
+    cache = TensorCache(cache_dir, PreprocessConfig())
+    status = cache_status(table, cache)
+    usable = status.loc[status["status"] != "failed", "micrograph"].tolist()
+    categorised = categorise(combine(predictions, rule), categories)
+    second_opinion = None
+    if model:
+        weightfree = weightfree_predictions(cache, usable, thresholds)
+        second_opinion = categorise(combine(weightfree, rule), categories)
+    method = "weight-free" if model is None else f"model:{Path(model).name}"
+    return results_table(table, status, categorised, second_opinion, method)
+
+
+def export_stage(results: pd.DataFrame, outdir: str | Path, formats: Sequence[str] = FORMATS,
+                 categories: Sequence[str] | None = None, split_confidence: bool = False,
+                 where: Sequence[str] = ()) -> dict[str, int]:
+    """Exports of the micrographs satisfying ``where`` (failed ones are always listed)."""
+    selected = where_mask(results, where) | (results["status"] == "failed")
+    written = export(results[selected], outdir, formats, categories, split_confidence)
+    log.info("categories: %s", ", ".join(f"{name} {count}" for name, count in written.items()) or "none")
+    return written
