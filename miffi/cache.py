@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import pandas as pd
 
 from miffi import atomic
 from miffi.config import CACHE_FORMAT, PreprocessConfig
+from miffi.labels import LABELS
 from miffi import metrics
 from miffi.mrc import file_fingerprint
 from miffi.squares import SquareLayout
@@ -163,3 +165,32 @@ def cache_status(table: pd.DataFrame, cache: TensorCache) -> pd.DataFrame:
     out = pd.DataFrame(rows).reindex(columns=STATUS_COLUMNS)
     out["squares"] = out["squares"].astype("Int64")
     return out
+
+
+def predict_reusing(
+    run: Callable[[list[str]], pd.DataFrame],
+    micrographs: Sequence[str],
+    cache: TensorCache,
+    store: Path,
+) -> tuple[pd.DataFrame, int]:
+    """Predictions for ``micrographs``, evaluating only those without a stored result.
+
+    ``run`` predicts a list of micrographs; results are kept per micrograph under
+    ``store`` (one folder per model) and reused while newer than the cached tensor, so
+    adding micrographs to a dataset never re-runs the model on the old ones. Returns
+    the predictions (in order) and how many micrographs were evaluated.
+    """
+    store.mkdir(parents=True, exist_ok=True)
+
+    def fresh(micrograph: str) -> bool:
+        saved = store / f"{micrograph}.tsv"
+        return saved.is_file() and saved.stat().st_mtime_ns >= cache.sidecar_path(micrograph).stat().st_mtime_ns
+
+    todo = [m for m in micrographs if not fresh(m)]
+    if todo:
+        new = run(todo)
+        for micrograph, rows in new.groupby("micrograph", sort=False):
+            atomic.write_text(store / f"{micrograph}.tsv", rows.to_csv(sep="\t", index=False))
+    frames = [pd.read_csv(store / f"{m}.tsv", sep="\t", dtype={"micrograph": str}) for m in micrographs]
+    columns = ["micrograph", "square", *LABELS]
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)), len(todo)

@@ -103,17 +103,23 @@ def _thresholds(text: str) -> dict[str, float]:
     return {**{group: 0.7 for group in GROUPS}, **values}
 
 
+def _load_thresholds(path: Path | None):
+    """Weight-free classifier thresholds: the defaults, or those in a YAML file."""
+    from miffi.weightfree import WeightFreeThresholds
+
+    if path is None:
+        return WeightFreeThresholds()
+    import yaml
+
+    return WeightFreeThresholds.from_mapping(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+
+
 def _decisions(args: argparse.Namespace):
     """Combination rule, category settings and weight-free thresholds (no torch needed)."""
     from miffi.combine import CategorySettings, group_rules
-    from miffi.weightfree import WeightFreeThresholds
 
     group_rules(args.rule)  # fail on a bad rule before any work
-    thresholds = WeightFreeThresholds()
-    if args.thresholds:
-        import yaml
-
-        thresholds = WeightFreeThresholds.from_mapping(yaml.safe_load(args.thresholds.read_text()) or {})
+    thresholds = _load_thresholds(args.thresholds)
     bad_crystallinity = ("major_crystalline",) if args.minor_crystalline_good else \
         ("minor_crystalline", "major_crystalline")
     return args.rule, CategorySettings(args.good_threshold, args.bad_threshold, bad_crystallinity), thresholds
@@ -190,10 +196,14 @@ def _chunk_table(args: argparse.Namespace):
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    from miffi.results import write_table
-    from miffi.run import infer_stage
+    from miffi.results import weightfree_stage, write_table
 
-    predictions, evaluated = infer_stage(_chunk_table(args), _run_options(args))
+    if args.model:
+        from miffi.run import infer_stage
+
+        predictions, evaluated = infer_stage(_chunk_table(args), _run_options(args))
+    else:  # no torch needed
+        predictions, evaluated = weightfree_stage(_chunk_table(args), args.cache, _load_thresholds(args.thresholds))
     write_table(predictions, args.out)
     total = predictions["micrograph"].nunique()
     log.info("predictions for %d micrographs (%d evaluated, %d reused): %s", total, evaluated,

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 from queue import Empty, Queue
 
 import numpy as np
@@ -17,7 +16,6 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from miffi import atomic
 from miffi.cache import TensorCache
 from miffi.errors import MiffiError
 from miffi.labels import LABELS, SLICES
@@ -124,31 +122,3 @@ def predict(
     values = np.concatenate(probabilities) if probabilities else np.zeros((0, NUM_OUTPUTS), np.float32)
     return pd.concat([table, pd.DataFrame(values, columns=list(LABELS))], axis=1)
 
-
-def predict_reusing(
-    run: Callable[[list[str]], pd.DataFrame],
-    micrographs: Sequence[str],
-    cache: TensorCache,
-    store: Path,
-) -> tuple[pd.DataFrame, int]:
-    """Predictions for ``micrographs``, evaluating only those without a stored result.
-
-    ``run`` predicts a list of micrographs; results are kept per micrograph under
-    ``store`` (one folder per model) and reused while newer than the cached tensor, so
-    adding micrographs to a dataset never re-runs the model on the old ones. Returns
-    the predictions (in order) and how many micrographs were evaluated.
-    """
-    store.mkdir(parents=True, exist_ok=True)
-
-    def fresh(micrograph: str) -> bool:
-        saved = store / f"{micrograph}.tsv"
-        return saved.is_file() and saved.stat().st_mtime_ns >= cache.sidecar_path(micrograph).stat().st_mtime_ns
-
-    todo = [m for m in micrographs if not fresh(m)]
-    if todo:
-        new = run(todo)
-        for micrograph, rows in new.groupby("micrograph", sort=False):
-            atomic.write_text(store / f"{micrograph}.tsv", rows.to_csv(sep="\t", index=False))
-    frames = [pd.read_csv(store / f"{m}.tsv", sep="\t", dtype={"micrograph": str}) for m in micrographs]
-    columns = ["micrograph", "square", *LABELS]
-    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)), len(todo)

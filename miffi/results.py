@@ -5,6 +5,9 @@ Free of torch, so the workflow's combine and export jobs start quickly.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 import re
 from collections.abc import Sequence
@@ -13,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from miffi import atomic
-from miffi.cache import TensorCache, cache_status
+from miffi.cache import TensorCache, cache_status, predict_reusing
 from miffi.combine import CategorySettings, categorise, combine
 from miffi.config import PreprocessConfig
 from miffi.ctf_baseline import ctf_baseline, fit_resolution
@@ -82,6 +85,17 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
 def weightfree_predictions(cache: TensorCache, micrographs: Sequence[str],
                            thresholds: WeightFreeThresholds) -> pd.DataFrame:
     return predict_metrics({m: cache.read_sidecar(m)["square_metrics"] for m in micrographs}, thresholds)
+
+
+def weightfree_stage(table: pd.DataFrame, cache_dir: str | Path,
+                     thresholds: WeightFreeThresholds) -> tuple[pd.DataFrame, int]:
+    """Weight-free predictions for the preprocessed micrographs of ``table`` (stored per
+    micrograph like a model's); returns them and how many were evaluated."""
+    cache = TensorCache(cache_dir, PreprocessConfig())
+    usable = cache_status(table, cache).query("status != 'failed'")["micrograph"].tolist()
+    text = json.dumps(dataclasses.asdict(thresholds), sort_keys=True)
+    store = Path(cache_dir) / "predictions" / ("weightfree-" + hashlib.sha256(text.encode()).hexdigest()[:12])
+    return predict_reusing(lambda names: weightfree_predictions(cache, names, thresholds), usable, cache, store)
 
 
 def combine_stage(table: pd.DataFrame, predictions: pd.DataFrame, cache_dir: str | Path,

@@ -3,9 +3,7 @@ and the inference stage of the workflow."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,11 +13,11 @@ import pandas as pd
 import torch
 
 from miffi.batch import preprocess_table
-from miffi.cache import TensorCache, cache_status
+from miffi.cache import TensorCache, cache_status, predict_reusing
 from miffi.combine import CategorySettings, categorise, combine
 from miffi.config import PreprocessConfig
 from miffi.export import FORMATS
-from miffi.inference import predict, predict_reusing
+from miffi.inference import predict
 from miffi.intake import read_micrographs
 from miffi.labels import LABELS
 from miffi.models import load_classifier
@@ -52,28 +50,23 @@ class RunOptions:
 
 
 def model_key(options: RunOptions) -> str:
-    """Names the stored predictions of one model (file, size, mtime, arch) or of the weight-free thresholds."""
-    if options.model is None:
-        text = json.dumps(dataclasses.asdict(options.thresholds), sort_keys=True)
-        return "weightfree-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+    """Names the stored predictions of one model: its file (path, size, mtime), arch and precision."""
     stat = Path(options.model).stat()
     text = f"{Path(options.model).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{options.arch}|{options.bf16}"
     return f"{Path(options.model).stem}-" + hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def infer_stage(table: pd.DataFrame, options: RunOptions) -> tuple[pd.DataFrame, int]:
-    """Predictions for the preprocessed micrographs of ``table`` (model, or weight-free),
-    reusing stored per-micrograph results; returns them and how many were evaluated."""
-    classifier = load_classifier(options.model, options.arch, options.device) if options.model else None
-    cache = TensorCache(options.cache_dir, classifier.config if classifier else PreprocessConfig())
+    """Model predictions for the preprocessed micrographs of ``table``, reusing stored
+    per-micrograph results; returns them and how many were evaluated. (Without a model,
+    :func:`miffi.results.weightfree_stage` does this without torch.)"""
+    classifier = load_classifier(options.model, options.arch, options.device)
+    cache = TensorCache(options.cache_dir, classifier.config)
     usable = cache_status(table, cache).query("status != 'failed'")["micrograph"].tolist()
-    if classifier:
-        def run(names: list[str]) -> pd.DataFrame:
-            return predict(classifier, cache, names, options.device, options.batch_size, options.bf16,
-                           options.progress)
-    else:
-        def run(names: list[str]) -> pd.DataFrame:
-            return weightfree_predictions(cache, names, options.thresholds)
+
+    def run(names: list[str]) -> pd.DataFrame:
+        return predict(classifier, cache, names, options.device, options.batch_size, options.bf16, options.progress)
+
     store = Path(options.cache_dir) / "predictions" / model_key(options)
     return predict_reusing(run, usable, cache, store)
 
