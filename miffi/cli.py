@@ -176,6 +176,7 @@ def cmd_intake(args: argparse.Namespace) -> int:
     if not str(args.out).endswith(TABLE_SUFFIX):
         raise MiffiError(f"{args.out}: the table's name must end with {TABLE_SUFFIX}")
     table = read_micrographs(args.inputs, args.project_dir, args.pixel_size, args.pattern)
+    table = table.drop(columns="chunk", errors="ignore")  # re-chunking a table of ours
     table.insert(1, "chunk", [chunk_of(m, args.chunks) for m in table["micrograph"]])
     write_table(table, args.out)
     if args.chunk_dir:  # rewritten only when their content changes, so unchanged chunks keep their mtime

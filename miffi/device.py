@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ctypes
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from miffi.errors import MiffiError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -20,6 +22,8 @@ def resolve_device(name: str) -> torch.device:
     MiffiError
         When a GPU is requested but none is visible, or the name is unknown.
     """
+    import torch  # here, so that commands which never touch a device start without torch
+
     if name == "cpu":
         return torch.device("cpu")
     if name == "auto":
