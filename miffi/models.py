@@ -127,8 +127,9 @@ def load_classifier(path: str | Path, arch: str = "convnext_small", device: torc
     device = torch.device(device)
     if _is_torchscript(path):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # the published models are TorchScript
+            with warnings.catch_warnings():  # the published models are TorchScript, deprecated or not
+                warnings.simplefilter("ignore", FutureWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)
                 module = torch.jit.load(str(path), map_location=device)
         except RuntimeError as exc:
             raise ModelError(path, f"TorchScript archive cannot be loaded ({str(exc).splitlines()[0]})") from None
