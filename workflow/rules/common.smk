@@ -1,5 +1,4 @@
 # Configuration, validated on load, and the input functions of the rules.
-from pathlib import Path
 
 import pandas as pd
 from snakemake.utils import validate
