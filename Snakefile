@@ -1,7 +1,11 @@
 # The miffi workflow: simulate (optional) → intake → preprocess (chunks) → infer (chunks,
-# GPU jobs) → combine → export, for every dataset in config.yaml. Logic lives in the
+# GPU jobs) → combine → export → evaluate (datasets with labels) → report, for every
+# dataset in config.yaml, and a summary report across the labelled datasets. Logic lives in the
 # miffi package; the rules only call its command line.
 configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
@@ -11,6 +15,7 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/infer.smk"
 include: "workflow/rules/combine.smk"
 include: "workflow/rules/export.smk"
+include: "workflow/rules/report.smk"
 
 
 localrules:
@@ -18,8 +23,13 @@ localrules:
     intake,
     combine,
     export,
+    evaluate,
+    report,
+    summary,
 
 
 rule all:
     input:
         expand(f"{OUT}/{{dataset}}/export", dataset=DATASETS),
+        expand(f"{OUT}/{{dataset}}/report.html", dataset=DATASETS),
+        [f"{OUT}/summary.html"] if LABELLED else [],

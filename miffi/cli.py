@@ -229,11 +229,58 @@ def cmd_combine(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from miffi.results import export_stage
+    from miffi.results import export_stage, read_results
 
-    results = pd.read_parquet(args.results.with_suffix(".parquet"))
+    results = read_results(args.results)
     export_stage(results, args.outdir, args.formats.split(","),
                  args.categories.split(",") if args.categories else None, args.split_confidence, args.where)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from miffi.evaluate import evaluate
+    from miffi.label_files import read_labels
+    from miffi.report import write_evaluation
+    from miffi.results import read_results
+
+    labels = read_labels(args.labels, args.label_column)
+    results = [read_results(path) for path in args.results]
+    evaluation = evaluate(results, labels, args.dataset or args.results[0].parent.name)
+    write_evaluation(evaluation, args.out)
+    if evaluation.unmatched_labels or evaluation.unmatched_results:
+        log.warning("%d micrographs have no label (e.g. %s); %d labels match no micrograph (e.g. %s)",
+                    len(evaluation.unmatched_results), ", ".join(evaluation.unmatched_results[:3]) or "-",
+                    len(evaluation.unmatched_labels), ", ".join(evaluation.unmatched_labels[:3]) or "-")
+    for name, method_score in evaluation.scores.items():
+        c, m = method_score.counts, method_score.counts.metrics()
+        log.info("%s: accuracy %.3f (TP %d FP %d TN %d FN %d) precision %.3f recall %.3f",
+                 name, m["accuracy"], c.tp, c.fp, c.tn, c.fn, m["precision"], m["recall"])
+    log.info("evaluation of %d labelled micrographs in %s", len(evaluation.matched), args.out)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from miffi.report import dataset_report, read_evaluation, summary_report
+
+    if args.summary:
+        if args.results or args.cache:
+            raise MiffiError("--summary takes --evaluation directories only (no --results or --cache)")
+        if not args.evaluation:
+            raise MiffiError("--summary needs --evaluation DIR for each dataset")
+        evaluations = [read_evaluation(directory)[0] for directory in args.evaluation]
+        links = dict(link.split("=", 1) for link in args.link)
+        summary = summary_report(evaluations, args.out, args.title or "Miffi benchmark", args.figures, links)
+        log.info("summary of %d datasets (%d rows) in %s", len(evaluations), len(summary), args.out)
+        return 0
+    if not args.results:
+        raise MiffiError("a dataset report needs --results (or use --summary)")
+    from miffi.results import read_results
+
+    results = read_results(args.results)
+    evaluation, matched = read_evaluation(args.evaluation[0]) if args.evaluation else (None, None)
+    dataset_report(results, args.out, args.title or f"Miffi report: {args.results.parent.name}", evaluation,
+                   matched, args.cache, args.figures, args.examples, args.errors)
+    log.info("report in %s", args.out)
     return 0
 
 
@@ -375,6 +422,40 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--outdir", required=True, type=Path)
     add_export_options(exp)
     exp.set_defaults(func=cmd_export)
+
+    ev = sub.add_parser("evaluate", parents=[common], help="accuracy against human labels (metrics JSON + figures)",
+                        description="Compare results with labels: good-vs-bad TP/FP/TN/FN, accuracy, "
+                                    "precision, recall, per-group accuracy and confusion matrices for "
+                                    "every method in the results (model, weight-free, CTF baseline).")
+    ev.add_argument("--results", nargs="+", required=True, type=Path,
+                    help="results.tsv of one or more runs over the same micrographs (e.g. two models)")
+    ev.add_argument("--labels", required=True, type=Path,
+                    help="labels: CSV/TSV (micrograph + film, drift, crystallinity, contamination), Miffi's "
+                         "*_label_dict.pkl, or a RELION .star")
+    ev.add_argument("--label-column", help="a single good/bad column instead of the four groups")
+    ev.add_argument("--dataset", help="dataset name (default: the results' folder name)")
+    ev.add_argument("--out", required=True, type=Path, metavar="DIR",
+                    help="writes evaluation.json, matched.tsv, summary.tsv, figures/")
+    ev.set_defaults(func=cmd_evaluate)
+
+    rep = sub.add_parser("report", parents=[common], help="self-contained HTML report (one dataset, or --summary)",
+                         description="Write an offline HTML report with counts, confidence histograms, "
+                                     "categories along acquisition order, metric distributions, "
+                                     "thumbnails and, with --evaluation, accuracy and the most "
+                                     "confident errors. With --summary: one report across datasets.")
+    rep.add_argument("--results", type=Path, help="results.tsv of the dataset")
+    rep.add_argument("--evaluation", nargs="+", type=Path, default=[], metavar="DIR",
+                     help="miffi evaluate output directory (one per dataset with --summary)")
+    rep.add_argument("--cache", type=Path, help="tensor cache, for thumbnails (image + power spectrum)")
+    rep.add_argument("--summary", action="store_true", help="a report across the datasets of --evaluation")
+    rep.add_argument("--link", action="append", default=[], metavar="NAME=HREF",
+                     help="with --summary: link to a dataset's report (repeatable)")
+    rep.add_argument("--out", required=True, type=Path, help="HTML file to write")
+    rep.add_argument("--figures", type=Path, help="folder for PNG/PDF figures (default: <out>_figures)")
+    rep.add_argument("--title", help="report title")
+    rep.add_argument("--examples", type=_positive_int, default=4, help="thumbnails per category")
+    rep.add_argument("--errors", type=_positive_int, default=8, help="most confident errors shown")
+    rep.set_defaults(func=cmd_report)
 
     down = sub.add_parser("download", parents=[common], help="fetch the published Miffi models (Zenodo)",
                           description="Download published Miffi models, verify their md5 checksums, "

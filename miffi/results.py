@@ -82,6 +82,18 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
         frame.to_parquet(tmp, index=False)
 
 
+def read_results(path: str | Path) -> pd.DataFrame:
+    """A results table written by :func:`write_table` (its Parquet copy when present)."""
+    path = Path(path)
+    parquet = path.with_suffix(".parquet")
+    try:
+        return pd.read_parquet(parquet) if parquet.is_file() else pd.read_csv(path, sep="\t")
+    except FileNotFoundError:
+        raise MiffiError(f"{path}: results table not found") from None
+    except Exception as error:
+        raise MiffiError(f"{path}: cannot read results table: {error}") from None
+
+
 def weightfree_predictions(cache: TensorCache, micrographs: Sequence[str],
                            thresholds: WeightFreeThresholds) -> pd.DataFrame:
     return predict_metrics({m: cache.read_sidecar(m)["square_metrics"] for m in micrographs}, thresholds)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System tools some tests use: RELION's command-line tools (reading our star exports) and
-# SLURM with munge (a single-node test cluster the workflow test starts and stops itself).
+# SLURM with munge (a single-node test cluster the workflow test starts and stops itself),
+# and Chromium (the HTML report is opened in it, headless, through Playwright).
 # Installed with apt when missing and we may (root, or passwordless sudo); otherwise the
 # tests that need them are skipped and say why.
 set -euo pipefail
@@ -8,6 +9,7 @@ missing=()
 command -v relion_star_handler >/dev/null || missing+=(relion)
 [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmd ] && command -v sbatch >/dev/null && [ -x /usr/sbin/munged ] \
   || missing+=(slurmctld slurmd slurm-client munge)
+command -v chromium >/dev/null || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then
   sudo=()

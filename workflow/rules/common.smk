@@ -21,6 +21,21 @@ def dataset_inputs(wildcards):
     return DATASETS[wildcards.dataset]["input"]
 
 
+def has_labels(dataset):
+    return "simulate" in DATASETS[dataset] or bool(DATASETS[dataset].get("labels"))
+
+
+#: Datasets evaluated against labels (and summarised together).
+LABELLED = [d for d in DATASETS if has_labels(d)]
+
+
+def dataset_labels(wildcards):
+    """The simulator's labels.csv, or the configured labels file."""
+    if "simulate" in DATASETS[wildcards.dataset]:
+        return f"{OUT}/{wildcards.dataset}/simulated/labels.csv"
+    return DATASETS[wildcards.dataset]["labels"]
+
+
 def chunk_table(wildcards):
     """The table of one chunk, written by intake (known once intake has run)."""
     checkpoints.intake.get(dataset=wildcards.dataset)

@@ -1,0 +1,28 @@
+"""Open an HTML report in headless Chromium and save a screenshot (for docs/).
+
+Usage: python scripts/report_screenshot.py REPORT.html OUT.png [--full]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from browser import open_report  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("report", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--full", action="store_true", help="the whole page, not the first screen")
+    args = parser.parse_args()
+    with open_report(args.report) as page:
+        page.screenshot(path=str(args.out), full_page=args.full)
+        print(f"{args.out}: {page.errors or 'no console errors'}")
+
+
+if __name__ == "__main__":
+    main()
