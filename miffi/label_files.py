@@ -46,7 +46,7 @@ def name_key(name: str) -> str:
 
 
 def _normalised(column: str) -> str:
-    text = re.sub(r"^_?(rln|miffi)?", "", column.strip(), flags=re.IGNORECASE)
+    text = re.sub(r"^_?(rln)?(miffi)?", "", column.strip(), flags=re.IGNORECASE)
     return text.lower().lstrip("_")
 
 

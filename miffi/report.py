@@ -139,9 +139,15 @@ def _errors(results: pd.DataFrame, matched: pd.DataFrame, method: str, cache_dir
             f"errors of {html.escape(method)}:</p><div class='gallery'>{''.join(cards)}</div>")
 
 
-def _method_table(evaluation: Mapping) -> pd.DataFrame:
+def _method_tables(evaluation: Mapping) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Good-vs-bad metrics, and per-group accuracies (exact label / good-vs-bad), per method."""
     table = summary_table({evaluation["dataset"]: evaluation}).drop(columns="dataset")
-    return table.rename(columns=lambda c: c.replace("_good_bad_accuracy", " good/bad").replace("_accuracy", " acc"))
+    good_bad = table[["method", "n", "TP", "FP", "TN", "FN", "accuracy", "precision", "recall", "specificity", "f1"]]
+    groups = table[["method"]].copy()
+    for group in GROUPS:
+        groups[group] = [f"{a:.3f} / {b:.3f}" if pd.notna(a) else ""
+                         for a, b in zip(table[f"{group}_accuracy"], table[f"{group}_good_bad_accuracy"])]
+    return good_bad, groups
 
 
 def dataset_report(results: pd.DataFrame, out: Path, title: str, evaluation: Mapping | None = None,
@@ -179,7 +185,9 @@ def dataset_report(results: pd.DataFrame, out: Path, title: str, evaluation: Map
         sections += ["<h2>Accuracy against labels</h2>",
                      f"<p>{evaluation['evaluated']} labelled micrographs evaluated; good = positive "
                      "(film: no/minor film; crystallinity: not crystalline).</p>",
-                     _table(_method_table(evaluation))]
+                     _table(_method_tables(evaluation)[0]),
+                     "<p>Per group: accuracy of the exact label / of the group's good-vs-bad call.</p>",
+                     _table(_method_tables(evaluation)[1])]
         if evaluation["unmatched_labels"] or evaluation["unmatched_results"]:
             sections.append(f"<p class='note'>{len(evaluation['unmatched_results'])} micrographs have no label, "
                             f"{len(evaluation['unmatched_labels'])} labels no micrograph (e.g. "

@@ -60,19 +60,25 @@ def micrographs(tmp_path_factory):
     return sorted((folder / "micrographs").glob("*.mrc"))
 
 
-def write_config(workdir: Path, rule: str = "miffi", model: str | None = None) -> None:
+def write_config(workdir: Path, rule: str = "miffi", model: str | None = None, labels: Path | None = None) -> None:
     config = {"outdir": "out", "datasets": {"ds": {"input": ["mics.txt"], "chunks": 3, "device": "cpu",
-                                                    "rule": rule, "model": model, "arch": "convnext_atto"}}}
+                                                    "rule": rule, "model": model, "arch": "convnext_atto",
+                                                    "labels": str(labels) if labels else None}}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
 
 
 def test_workflow_runs_and_reruns_only_what_changed(tmp_path, micrographs):
     first, new = micrographs[:6], micrographs[6:]
     (tmp_path / "mics.txt").write_text("".join(f"{p}\n" for p in first))
-    write_config(tmp_path)
+    labels = micrographs[0].parent.parent / "labels.csv"
+    write_config(tmp_path, labels=labels)
     log = snakemake(tmp_path)
     ran = jobs(log)
-    assert ran["preprocess"] == ran["infer"] == 3 and ran["combine"] == ran["export"] == 1
+    assert ran["preprocess"] == ran["infer"] == 3
+    assert ran["combine"] == ran["export"] == ran["evaluate"] == ran["report"] == ran["summary"] == 1
+    summary = pd.read_csv(tmp_path / "out" / "summary.tsv", sep="\t")
+    assert summary.loc[summary["method"] == "weight-free", "n"].tolist() == [6]
+    assert (tmp_path / "out" / "ds" / "report.html").stat().st_size > 10_000
     results = pd.read_csv(tmp_path / "out" / "ds" / "results.tsv", sep="\t")
     assert sorted(results["micrograph"]) == sorted(p.stem for p in first)
     assert set(results["classifier"]) == {"weight-free"}
@@ -92,22 +98,42 @@ def test_workflow_runs_and_reruns_only_what_changed(tmp_path, micrographs):
     results = pd.read_csv(tmp_path / "out" / "ds" / "results.tsv", sep="\t")
     assert len(results) == 8
 
-    # another combination rule: only combine and export run again
-    write_config(tmp_path, rule="strict")
+    # another combination rule: only combine and what follows it run again
+    write_config(tmp_path, rule="strict", labels=labels)
     ran = jobs(snakemake(tmp_path))
-    assert set(ran) - {"all"} == {"combine", "export"}
+    assert set(ran) - {"all"} == {"combine", "export", "evaluate", "report", "summary"}
 
     # a model instead of the weight-free classifier: inference runs again, preprocessing does not
     torch.manual_seed(0)
     module = timm.create_model("convnext_atto", pretrained=False, in_chans=2, num_classes=11).eval()
     save_torchscript(module, tmp_path / "model.pt")
-    write_config(tmp_path, rule="strict", model=str(tmp_path / "model.pt"))
+    write_config(tmp_path, rule="strict", model=str(tmp_path / "model.pt"), labels=labels)
     before = max(p.stat().st_mtime for p in (tmp_path / "out" / "ds" / "logs").iterdir())
     ran = jobs(snakemake(tmp_path))
     assert ran["infer"] == 3 and "preprocess" not in ran
     assert evaluated(tmp_path, before) == 8
     results = pd.read_csv(tmp_path / "out" / "ds" / "results.tsv", sep="\t")
     assert set(results["classifier"]) == {"model:model.pt"} and "wf_category" in results
+
+
+def test_empiar_benchmark_config_plans_a_summary(tmp_path):
+    """The shipped benchmark config, with its micrograph folders filled in, plans one
+    evaluation and report per dataset and one summary across them."""
+    config = yaml.safe_load((ROOT / "benchmarks" / "empiar" / "config.yaml").read_text())
+    for name, dataset in config["datasets"].items():
+        labels = pd.read_csv(ROOT / dataset["labels"].replace("_label_dict.pkl", "_labels.csv"))
+        folder = tmp_path / name
+        folder.mkdir()
+        for micrograph in labels["micrograph"].head(2):
+            (folder / micrograph).write_bytes(b"")
+        dataset["input"] = [f"{folder}/*.mrc"]
+        dataset["labels"] = str(ROOT / dataset["labels"])
+        dataset["model"] = None
+        assert Path(dataset["labels"]).is_file()
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    log = snakemake(tmp_path, "-n", "--quiet", "rules")
+    planned = dict(re.findall(r"^(\w+)\s+(\d+)$", log, flags=re.M))
+    assert planned["evaluate"] == planned["report"] == "5" and planned["summary"] == "1"
 
 
 def test_invalid_config_names_the_key(tmp_path):

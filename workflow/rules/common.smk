@@ -1,5 +1,8 @@
 # Configuration, validated on load, and the input functions of the rules.
 
+import glob
+import shlex
+
 import pandas as pd
 from snakemake.utils import validate
 
@@ -14,11 +17,22 @@ def setting(wildcards, key):
     return DATASETS[wildcards.dataset][key]
 
 
-def dataset_inputs(wildcards):
-    """The dataset's input files: the simulated star file, or the configured inputs."""
+def dataset_sources(wildcards):
+    """The dataset's inputs as configured (globs unexpanded): the simulated star file, or
+    the configured star/cs/csg/list files, directories, MRC files and globs."""
     if "simulate" in DATASETS[wildcards.dataset]:
         return [f"{OUT}/{wildcards.dataset}/simulated/micrographs.star"]
     return DATASETS[wildcards.dataset]["input"]
+
+
+def dataset_inputs(wildcards):
+    """The input files, globs expanded: a micrograph added to a globbed folder re-runs
+    intake (a glob matching nothing stays, so Snakemake reports it as missing)."""
+    files = []
+    for source in dataset_sources(wildcards):
+        matches = sorted(glob.glob(source)) if glob.has_magic(source) else []
+        files += matches or [source]
+    return files
 
 
 def has_labels(dataset):

@@ -7,6 +7,7 @@ checkpoint intake:
     output:
         table=f"{OUT}/{{dataset}}/micrographs.micrographs.tsv",
     params:
+        sources=lambda w: " ".join(shlex.quote(s) for s in dataset_sources(w)),
         chunks=lambda w: setting(w, "chunks"),
         chunk_dir=lambda w: f"{OUT}/{w.dataset}/chunks",
         options=lambda w: " ".join(
@@ -16,5 +17,5 @@ checkpoint intake:
     log:
         f"{OUT}/{{dataset}}/logs/intake.log",
     shell:
-        "mkdir -p {params.chunk_dir} && {MIFFI} intake {input} --out {output.table} --chunks {params.chunks} "
+        "mkdir -p {params.chunk_dir} && {MIFFI} intake {params.sources} --out {output.table} --chunks {params.chunks} "
         "--chunk-dir {params.chunk_dir} {params.options} > {log} 2>&1"
