@@ -1,4 +1,4 @@
-# The miffi workflow: simulate (optional) → intake → preprocess (chunks) → infer (chunks,
+# The miffi workflow: simulate (optional) → intake → [train] → preprocess (chunks) → infer (chunks,
 # GPU jobs) → combine → export → evaluate (datasets with labels) → report, for every
 # dataset in config.yaml, and a summary report across the labelled datasets. Logic lives in the
 # miffi package; the rules only call its command line.
@@ -15,6 +15,7 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/infer.smk"
 include: "workflow/rules/combine.smk"
 include: "workflow/rules/export.smk"
+include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -284,6 +284,95 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _training_setup(args: argparse.Namespace):
+    """The training config, the device and the stratified train/validation samples."""
+    from miffi.device import resolve_device
+    from miffi.intake import read_micrographs
+    from miffi.label_files import read_labels
+    from miffi.train.data import class_counts, labelled_samples, split, subset
+    from miffi.train.layer_decay import describe
+    from miffi.train.loop import build_model, preset_config
+
+    config = preset_config(args.preset, arch=args.arch, channels=args.channels, size=args.size,
+                           pretrained=str(args.pretrained) if args.pretrained else None, epochs=args.epochs,
+                           batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
+                           weight_decay=args.weight_decay, layer_decay=args.layer_decay,
+                           warmup_epochs=args.warmup_epochs, val_fraction=args.val_fraction, seed=args.seed,
+                           workers=args.workers, bf16=False if args.no_bf16 else None)
+    groups = describe(build_model(config), config.layer_decay, config.lr)
+    if args.show_groups:
+        print(groups)
+        return None
+    log.info("layer-wise learning rates (decay %g):\n%s", config.layer_decay, groups)
+    table = read_micrographs(args.inputs, args.project_dir, args.pixel_size, args.pattern)
+    samples = labelled_samples(table, read_labels(args.labels))
+    train_samples, val_samples = split(samples, config.val_fraction, config.seed)
+    if args.train_size:
+        train_samples = subset(train_samples, min(args.train_size, len(train_samples)), config.seed)
+    log.info("%d training and %d validation micrographs; labels %s", len(train_samples), len(val_samples),
+             class_counts(samples))
+    return config, resolve_device(args.device), train_samples, val_samples
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from miffi.train.loop import train
+
+    setup = _training_setup(args)
+    if setup is None:
+        return 0
+    config, device, train_samples, val_samples = setup
+    history = train(train_samples, val_samples, config, args.out, device, args.resume, not args.no_progress)
+    best = history.loc[history["val_accuracy"].idxmax()]
+    log.info("best epoch %d: validation accuracy %.3f; model in %s", best["epoch"], best["val_accuracy"],
+             args.out / "best.safetensors")
+    return 0
+
+
+def cmd_learning_curve(args: argparse.Namespace) -> int:
+    from miffi.train.curves import learning_curve
+
+    setup = _training_setup(args)
+    if setup is None:
+        return 0
+    config, device, train_samples, val_samples = setup
+    curve = learning_curve(train_samples, val_samples, args.sizes, config, args.out, device, not args.no_progress)
+    for row in curve.itertuples():
+        log.info("%5d training micrographs: validation accuracy %.3f", row.train_size, row.val_accuracy)
+    return 0
+
+
+def _sizes(text: str) -> list[int]:
+    return [_positive_int(part) for part in text.split(",")]
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    add_input_arguments(parser)
+    parser.add_argument("--labels", required=True, type=Path,
+                        help="labels: CSV/TSV with the four groups, Miffi's *_label_dict.pkl, or a .star")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    parser.add_argument("--preset", help="the paper's cases: scratch-1ch, finetune-1ch, finetune-2ch "
+                                         "(other options override the preset)")
+    parser.add_argument("--arch", help="timm ConvNeXt, e.g. convnext_atto, convnext_small (default convnext_small)")
+    parser.add_argument("--channels", type=int, choices=(1, 2), help="2: image + power spectrum (default), 1: image")
+    parser.add_argument("--size", type=_positive_int, help="network input side (default 384, as miffi_v1)")
+    parser.add_argument("--pretrained", type=Path, help="local ImageNet ConvNeXt weights (timm or Meta file)")
+    parser.add_argument("--epochs", type=_positive_int)
+    parser.add_argument("--batch-size", type=_positive_int)
+    parser.add_argument("--lr", type=_positive_float, help="peak learning rate (the head's)")
+    parser.add_argument("--min-lr", type=float, help="learning rate at the end of the cosine")
+    parser.add_argument("--weight-decay", type=float)
+    parser.add_argument("--layer-decay", type=float, help="layer-wise learning-rate decay (1: none)")
+    parser.add_argument("--warmup-epochs", type=float, help="linear warm-up length in epochs")
+    parser.add_argument("--val-fraction", type=float, help="stratified validation share (default 0.1)")
+    parser.add_argument("--train-size", type=_positive_int, help="train on a stratified subset of this size")
+    parser.add_argument("--seed", type=int, help="seed for the split, initialisation and augmentation")
+    parser.add_argument("--device", default="auto", help="auto (GPU if visible), cpu, cuda or cuda:N")
+    parser.add_argument("--workers", type=int, help="data-loading processes (default 0: in the main process)")
+    parser.add_argument("--no-bf16", action="store_true", help="no bfloat16 autocast on the GPU")
+    parser.add_argument("--show-groups", action="store_true", help="print the layer-decay groups and exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def cmd_download(args: argparse.Namespace) -> int:
     from miffi.download import download_models, fetch_record
 
@@ -456,6 +545,22 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--examples", type=_positive_int, default=4, help="thumbnails per category")
     rep.add_argument("--errors", type=_positive_int, default=8, help="most confident errors shown")
     rep.set_defaults(func=cmd_report)
+
+    tr = sub.add_parser("train", parents=[common], help="train or fine-tune a model on labelled micrographs",
+                        description="Train a ConvNeXt on labelled micrographs as in the Miffi paper (AdamW, "
+                                    "cosine schedule, layer-wise decay, crop/flip augmentation with the "
+                                    "power spectrum computed after it); writes per-epoch checkpoints and "
+                                    "DIR/best.safetensors for miffi run --model.")
+    add_train_options(tr)
+    tr.add_argument("--resume", action="store_true", help="continue an interrupted run in DIR")
+    tr.set_defaults(func=cmd_train)
+
+    lc = sub.add_parser("learning-curve", parents=[common], help="accuracy vs training-set size (paper's Fig. 4)",
+                        description="Train on stratified subsets of the training set and plot the best "
+                                    "validation accuracy against their size, with the loss curves.")
+    add_train_options(lc)
+    lc.add_argument("--sizes", type=_sizes, required=True, help="training-set sizes, e.g. 10,20,40,80")
+    lc.set_defaults(func=cmd_learning_curve)
 
     down = sub.add_parser("download", parents=[common], help="fetch the published Miffi models (Zenodo)",
                           description="Download published Miffi models, verify their md5 checksums, "

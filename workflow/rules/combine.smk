@@ -8,7 +8,7 @@ rule combine:
         parquet=f"{OUT}/{{dataset}}/results.parquet",
     params:
         cache=lambda w: f"{OUT}/{w.dataset}/cache",
-        model=lambda w: f"--model {setting(w, 'model')}" if setting(w, "model") else "",
+        model=lambda w: f"--model {model_path(w)}" if model_path(w) else "",
         rule=lambda w: setting(w, "rule"),
         good=lambda w: setting(w, "good_threshold"),
         bad=lambda w: setting(w, "bad_threshold"),

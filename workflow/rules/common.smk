@@ -10,6 +10,16 @@ validate(config, "../schemas/config.schema.yaml")
 
 OUT = config["outdir"].rstrip("/")
 DATASETS = config["datasets"]
+TRAIN = config.get("train") or {}
+TRAINED = "trained:"
+
+for _name, _model in TRAIN.items():
+    if _model["dataset"] not in DATASETS:
+        raise ValueError(f"train.{_name}.dataset: {_model['dataset']!r} is not a dataset of this config")
+for _name, _dataset in DATASETS.items():
+    _model = _dataset.get("model") or ""
+    if _model.startswith(TRAINED) and _model[len(TRAINED):] not in TRAIN:
+        raise ValueError(f"datasets.{_name}.model: {_model!r} names no model of the train section")
 MIFFI = "miffi"
 
 
@@ -43,11 +53,15 @@ def has_labels(dataset):
 LABELLED = [d for d in DATASETS if has_labels(d)]
 
 
-def dataset_labels(wildcards):
+def labels_of(dataset):
     """The simulator's labels.csv, or the configured labels file."""
-    if "simulate" in DATASETS[wildcards.dataset]:
-        return f"{OUT}/{wildcards.dataset}/simulated/labels.csv"
-    return DATASETS[wildcards.dataset]["labels"]
+    if "simulate" in DATASETS[dataset]:
+        return f"{OUT}/{dataset}/simulated/labels.csv"
+    return DATASETS[dataset]["labels"]
+
+
+def dataset_labels(wildcards):
+    return labels_of(wildcards.dataset)
 
 
 def chunk_table(wildcards):
@@ -61,14 +75,33 @@ def chunk_micrographs(wildcards):
     return pd.read_csv(chunk_table(wildcards), sep="\t", usecols=["path"])["path"].tolist()
 
 
-def model_input(wildcards):
+def model_path(wildcards):
+    """The dataset's model file: a path, or `trained:NAME` for a model the workflow trains."""
     model = setting(wildcards, "model")
+    if model and model.startswith(TRAINED):
+        return f"{OUT}/models/{model[len(TRAINED):]}/best.safetensors"
+    return model
+
+
+def model_input(wildcards):
+    model = model_path(wildcards)
     return [model] if model else []
 
 
 def model_options(wildcards):
-    ds = DATASETS[wildcards.dataset]
-    return f"--model {ds['model']} --arch {ds['arch']}" if ds["model"] else ""
+    model = model_path(wildcards)
+    return f"--model {model} --arch {setting(wildcards, 'arch')}" if model else ""
+
+
+TRAIN_OPTIONS = ("preset", "arch", "channels", "epochs", "batch_size", "lr", "min_lr", "weight_decay",
+                 "layer_decay", "warmup_epochs", "val_fraction", "train_size", "seed", "pretrained", "device")
+
+
+def train_options(wildcards):
+    """Command-line options of `miffi train` from the model's train settings."""
+    settings = TRAIN[wildcards.model]
+    return " ".join(f"--{key.replace('_', '-')} {shlex.quote(str(settings[key]))}"
+                    for key in TRAIN_OPTIONS if settings.get(key) is not None)
 
 
 def chunks(dataset):

@@ -1,0 +1,27 @@
+rule train:
+    """A model trained on a labelled dataset of this config (the `train:` section);
+    datasets use it with `model: trained:NAME`. Per-epoch checkpoints, log and loss
+    curves under models/NAME/; an interrupted run resumes where it stopped."""
+    input:
+        table=lambda w: f"{OUT}/{TRAIN[w.model]['dataset']}/micrographs.micrographs.tsv",
+        labels=lambda w: labels_of(TRAIN[w.model]["dataset"]),
+    output:
+        model=f"{OUT}/models/{{model}}/best.safetensors",
+        log=f"{OUT}/models/{{model}}/log.tsv",
+        figures=report(directory(f"{OUT}/models/{{model}}/figures"), patterns=["{name}.png"],
+                       caption="../report/train.rst", category="training", subcategory="{model}"),
+    params:
+        folder=lambda w: f"{OUT}/models/{w.model}",
+        options=train_options,
+    threads: 2
+    resources:
+        gpu=lambda w: 0 if TRAIN[w.model].get("device", "auto") == "cpu" else 1,
+        mem_mb=16000,
+        runtime=720,
+    log:
+        f"{OUT}/logs/train_{{model}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_{{model}}.tsv"
+    shell:
+        "{MIFFI} train {input.table} --labels {input.labels} --out {params.folder} --resume "
+        "{params.options} --no-progress > {log} 2>&1"
