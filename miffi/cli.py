@@ -315,14 +315,14 @@ def _training_setup(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from miffi.train.loop import train
+    from miffi.train.loop import best_epoch, train
 
     setup = _training_setup(args)
     if setup is None:
         return 0
     config, device, train_samples, val_samples = setup
     history = train(train_samples, val_samples, config, args.out, device, args.resume, not args.no_progress)
-    best = history.loc[history["val_accuracy"].idxmax()]
+    best = best_epoch(history)
     log.info("best epoch %d: validation accuracy %.3f; model in %s", best["epoch"], best["val_accuracy"],
              args.out / "best.safetensors")
     return 0

@@ -371,7 +371,7 @@ def render(scene: Scene) -> np.ndarray:
     if scene.crystal_strength > 0:
         orientations = rng.uniform(0, np.pi / 3, size=3 if scene.crystallinity == "minor_crystalline" else 10)
         crystal = random_field(crystal_spectrum(ky, kx, orientations, scene.crystal_domain_size), shape, rng)
-        crystal *= 0.1 * scene.crystal_strength * math.sqrt(thickness / 30.0) / (crystal.std() + 1e-12)
+        crystal *= 0.2 * scene.crystal_strength * math.sqrt(thickness / 30.0) / (crystal.std() + 1e-12)
         phase += crystal * domains
     phase *= ice
     if carbon.any():
@@ -398,7 +398,7 @@ def render(scene: Scene) -> np.ndarray:
     amplitude = np.exp(-path / mean_free_path).astype(np.float32)
     if scene.crystal_strength > 0:
         mottling = _coarse_field(shape, 150.0 / apix, rng)
-        amplitude *= 1 - 0.1 * scene.crystal_strength * domains * np.clip(mottling, 0, None)
+        amplitude *= 1 - 0.01 * scene.crystal_strength * domains * np.clip(mottling, 0, None)
     expected = scene.dose * scene.pixel_size**2 * amplitude * np.clip(1 + 2 * contrast, 0.05, None)
     expected = fourier_resample(expected, (scene.height, scene.width))
 

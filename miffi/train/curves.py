@@ -19,7 +19,7 @@ import torch
 from miffi import atomic, figures
 from miffi.labels import GROUPS
 from miffi.train.data import subset
-from miffi.train.loop import TrainConfig, train
+from miffi.train.loop import TrainConfig, best_epoch, train
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def learning_curve(train_samples: pd.DataFrame, val_samples: pd.DataFrame, sizes
         log.info("learning curve: %d training micrographs", size)
         history = train(subset(train_samples, size, config.seed), val_samples, config, out / f"n{size:05d}",
                         device, resume=True, progress=progress)
-        best = history.loc[history["val_accuracy"].idxmax()]
+        best = best_epoch(history)
         rows.append({"train_size": size, "best_epoch": int(best["epoch"]),
                      **{k: best[k] for k in history if k.startswith("val_")}})
         losses[size] = history

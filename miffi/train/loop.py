@@ -118,6 +118,11 @@ def preset_config(preset: str | None, **overrides) -> TrainConfig:
     return config
 
 
+def best_epoch(history: pd.DataFrame) -> pd.Series:
+    """The best row of a training log: highest validation accuracy, then lowest validation loss."""
+    return history.sort_values(["val_accuracy", "val_loss"], ascending=[False, True]).iloc[0]
+
+
 def learning_rate(step: int, total: int, warmup: int, config: TrainConfig) -> float:
     """Linear warm-up to ``lr``, then cosine to ``min_lr`` at ``total`` steps."""
     if step < warmup:
@@ -291,15 +296,15 @@ def train(train_samples: pd.DataFrame, val_samples: pd.DataFrame, config: TrainC
         history.append(row)
         save_checkpoint(model, checkpoints.epoch(epoch), config.arch, config.preprocess,
                         {"epoch": epoch + 1, "validation": scores, "training": config.to_dict()})
-        best = max(history, key=lambda r: (r["val_accuracy"], -r["val_loss"]))
-        if best is row:
+        is_best = int(best_epoch(pd.DataFrame(history))["epoch"]) == row["epoch"]
+        if is_best:
             save_checkpoint(model, checkpoints.best, config.arch, config.preprocess,
                             {"epoch": epoch + 1, "validation": scores, "training": config.to_dict()})
         _write_logs(out, history, iterations)
         checkpoints.save_state(optimizer, epoch, step)
         log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val accuracy %.3f (%.1f images/s)%s",
                  epoch + 1, config.epochs, row["train_loss"], row["val_loss"], row["val_accuracy"],
-                 row["images_per_s"], " *best*" if best is row else "")
+                 row["images_per_s"], " *best*" if is_best else "")
     from miffi.train.curves import loss_figure
     from miffi import figures
 
