@@ -227,7 +227,6 @@ def cmd_combine(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    import pandas as pd
 
     from miffi.results import export_stage, read_results
 

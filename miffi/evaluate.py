@@ -167,8 +167,8 @@ def evaluate(results: Sequence[pd.DataFrame], labels: pd.DataFrame, dataset: str
             scores.setdefault(name, score(truth, predictions))
     matched = truth.copy()
     for name, predictions in method_predictions(results[0]).items():
-        matched = matched.merge(predictions.rename(columns=lambda c: c if c == "micrograph" else f"{name}:{c}"),
-                                on="micrograph", how="left")
+        renamed = {c: f"{name}:{c}" for c in predictions.columns if c != "micrograph"}
+        matched = matched.merge(predictions.rename(columns=renamed), on="micrograph", how="left")
     return Evaluation(dataset, matched.reset_index(drop=True), scores, unmatched_results, unmatched_labels,
                       joined.loc[failed_mask, "micrograph"].tolist())
 

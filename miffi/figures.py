@@ -14,15 +14,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from miffi import atomic  # noqa: E402
-from miffi.combine import CATEGORIES  # noqa: E402
-from miffi.evaluate import MethodScore  # noqa: E402
-from miffi.labels import GROUPS  # noqa: E402
-from miffi.metrics import METRICS  # noqa: E402
+from miffi import atomic
+from miffi.combine import CATEGORIES
+from miffi.evaluate import MethodScore
+from miffi.labels import GROUPS
+from miffi.metrics import METRICS
 
 ORDER = (*CATEGORIES, "failed")
 COLOURS = dict(zip(ORDER, ("#2e7d32", "#1565c0", "#ef6c00", "#80deea", "#00838f", "#8e24aa", "#c62828", "#616161")))

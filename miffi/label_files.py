@@ -124,7 +124,7 @@ def _check_duplicates(table: pd.DataFrame, source: str) -> pd.DataFrame:
 class _NoGlobals(pickle.Unpickler):
     """Builds only what pickle's own opcodes build (dicts, lists, strings, numbers...)."""
 
-    def find_class(self, module: str, name: str):  # noqa: D401 - pickle's interface
+    def find_class(self, module: str, name: str):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only dict, list and str are allowed")
 
     def persistent_load(self, pid):

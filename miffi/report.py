@@ -174,8 +174,8 @@ def dataset_report(results: pd.DataFrame, out: Path, title: str, evaluation: Map
     pngs = figures.save_all(made, figure_dir)
 
     classifier = str(results["classifier"].iloc[0]) if "classifier" in results and len(results) else "?"
-    sections = [f"<p>{len(results)} micrographs · classifier <b>{html.escape(classifier)}</b> · "
-                f"{int((categories == 'good').sum())} good · {int((categories == 'failed').sum())} failed</p>",
+    sections = [(f"<p>{len(results)} micrographs · classifier <b>{html.escape(classifier)}</b> · "
+                 f"{int((categories == 'good').sum())} good · {int((categories == 'failed').sum())} failed</p>"),
                 "<h2>Categories</h2>", _table(counts), _img(pngs["categories"], "category counts"),
                 _img(pngs["confidence"], "confidence histograms"), "<h2>Along acquisition order</h2>",
                 _img(pngs["acquisition"], "categories along acquisition order")]
@@ -183,8 +183,8 @@ def dataset_report(results: pd.DataFrame, out: Path, title: str, evaluation: Map
         sections += ["<h2>Fourier-space and real-space metrics</h2>", _img(pngs["metrics"], "metric distributions")]
     if evaluation is not None:
         sections += ["<h2>Accuracy against labels</h2>",
-                     f"<p>{evaluation['evaluated']} labelled micrographs evaluated; good = positive "
-                     "(film: no/minor film; crystallinity: not crystalline).</p>",
+                     (f"<p>{evaluation['evaluated']} labelled micrographs evaluated; good = positive "
+                      "(film: no/minor film; crystallinity: not crystalline).</p>"),
                      _table(_method_tables(evaluation)[0]),
                      "<p>Per group: accuracy of the exact label / of the group's good-vs-bad call.</p>",
                      _table(_method_tables(evaluation)[1])]

@@ -10,11 +10,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import starfile
-
 from conftest import REALDATA
+
 from miffi.cli import main
 from miffi.errors import MiffiError
-from miffi.evaluate import CTF_BASELINE, WEIGHTFREE, Counts, MethodScore, confusion, evaluate, summary_table
+from miffi.evaluate import (
+    CTF_BASELINE,
+    WEIGHTFREE,
+    Counts,
+    MethodScore,
+    confusion,
+    evaluate,
+    summary_table,
+)
 from miffi.label_files import match_labels, name_key, read_labels
 from miffi.labels import GROUPS
 

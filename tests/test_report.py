@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from browser import chromium_path, open_report
+
 from miffi.cli import main
 from miffi.simulate.config import parse_detector
 from miffi.simulate.dataset import simulate_dataset

@@ -15,18 +15,24 @@ from safetensors.torch import load_file, save_file
 from miffi.cli import main
 from miffi.config import PreprocessConfig
 from miffi.errors import MiffiError
+from miffi.intake import read_micrographs
 from miffi.label_files import read_labels
 from miffi.models import checkpoint_metadata, load_classifier
 from miffi.preprocess import squares_to_tensor
+from miffi.simulate.config import parse_detector
+from miffi.simulate.dataset import simulate_dataset
 from miffi.squares import crop_size
 from miffi.train import loop
-from miffi.train.data import augmented_tensor, labelled_samples, split, stratified_take, subset
+from miffi.train.data import (
+    augmented_tensor,
+    labelled_samples,
+    split,
+    stratified_take,
+    subset,
+)
 from miffi.train.layer_decay import describe, layer_of, parameter_groups
 from miffi.train.loop import TrainConfig, learning_rate, preset_config, train
 from miffi.train.pretrained import adapt_channels, load_pretrained
-from miffi.intake import read_micrographs
-from miffi.simulate.config import parse_detector
-from miffi.simulate.dataset import simulate_dataset
 
 
 def test_layer_groups_follow_timm_names_for_convnext_small():
@@ -159,7 +165,7 @@ def tiny(tmp_path_factory):
 
 
 def test_training_writes_checkpoints_and_resumes_after_an_interruption(tiny, tmp_path, monkeypatch):
-    folder, samples = tiny
+    _, samples = tiny
     train_samples, val_samples = split(samples, 0.25, seed=0)
     config = TrainConfig(arch="convnext_atto", size=64, epochs=2, batch_size=4, lr=1e-3, min_lr=0.0,
                          weight_decay=0.05, layer_decay=0.8, warmup_epochs=0.5)

@@ -31,7 +31,7 @@ def labelled_samples(table: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise MiffiError(f"training needs the four label groups; the labels lack {', '.join(missing)} "
                          "(a single good/bad column is not enough)")
-    joined, unlabelled, _ = match_labels(table, labels)
+    joined, _, _ = match_labels(table, labels)
     if joined.empty:
         raise MiffiError("no micrograph of the input has a label")
     samples = joined[["micrograph", "path", "pixel_size"]].copy()

@@ -183,7 +183,7 @@ def validate(model: torch.nn.Module, validation: Validation, config: TrainConfig
                              pd.DataFrame(np.concatenate(probabilities), columns=list(LABELS))], axis=1)
     combined = combine(predictions, config.rule).set_index("micrograph").loc[validation.samples["micrograph"]]
     truth = validation.samples.set_index("micrograph")
-    good = lambda frame: np.logical_and.reduce([frame[g].isin(GOOD[g]).to_numpy() for g in GROUPS])  # noqa: E731
+    good = lambda frame: np.logical_and.reduce([frame[g].isin(GOOD[g]).to_numpy() for g in GROUPS])
     counts = Counts.of(good(truth), good(combined))
     result = {"val_loss": sum(losses) / len(names), "val_accuracy": counts.metrics()["accuracy"],
               "val_tp": counts.tp, "val_fp": counts.fp, "val_tn": counts.tn, "val_fn": counts.fn}
@@ -305,8 +305,8 @@ def train(train_samples: pd.DataFrame, val_samples: pd.DataFrame, config: TrainC
         log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val accuracy %.3f (%.1f images/s)%s",
                  epoch + 1, config.epochs, row["train_loss"], row["val_loss"], row["val_accuracy"],
                  row["images_per_s"], " *best*" if is_best else "")
-    from miffi.train.curves import loss_figure
     from miffi import figures
+    from miffi.train.curves import loss_figure
 
     figures.save(loss_figure(pd.DataFrame(history), pd.DataFrame(iterations)), out / "figures", "loss")
     return pd.DataFrame(history)

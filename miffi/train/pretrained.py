@@ -2,9 +2,10 @@
 
 No network access is assumed: the weights come from a file the user has, e.g. timm's
 ``convnext_small.in12k`` checkpoint (``model.safetensors`` or ``pytorch_model.bin``) or
-Meta's ``convnext_small_22k_224.pth`` (its names are mapped to timm's). As in the paper, the stem's RGB kernels become
-``1.5 ×`` the first two kernels for two channels, and their sum for one channel. The
-classifier head is not taken (it is re-initialised for the 11 Miffi outputs).
+Meta's ``convnext_small_22k_224.pth`` (its parameter names are mapped to timm's). As in
+the paper, the stem's RGB kernels become ``1.5 ×`` the first two kernels for two
+channels, and their sum for one channel. The classifier head is not taken (it is
+re-initialised for the 11 Miffi outputs).
 """
 
 from __future__ import annotations
