@@ -30,6 +30,19 @@ from miffi.weightfree import WeightFreeThresholds, predict_metrics
 log = logging.getLogger(__name__)
 
 
+def method_name(model: str | Path | None) -> str:
+    """The ``classifier`` of a results table: ``weight-free`` or ``model:<file name>``; a
+    training run's ``best.safetensors``/``epoch_NNN.safetensors`` are named with their run
+    folder (``model:demo_cnn/best.safetensors``)."""
+    if model is None:
+        return "weight-free"
+    path = Path(model)
+    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    if path.suffix == ".safetensors" and (path.stem == "best" or path.stem.startswith("epoch_")) and run.name:
+        return f"model:{run.name}/{path.name}"
+    return f"model:{path.name}"
+
+
 def results_table(table: pd.DataFrame, status: pd.DataFrame, categorised: pd.DataFrame,
                   second_opinion: pd.DataFrame | None, method: str) -> pd.DataFrame:
     """One row per micrograph in input order: intake facts, status, labels, category,
@@ -123,7 +136,7 @@ def combine_stage(table: pd.DataFrame, predictions: pd.DataFrame, cache_dir: str
     if model:
         weightfree = weightfree_predictions(cache, usable, thresholds)
         second_opinion = categorise(combine(weightfree, rule), categories)
-    method = "weight-free" if model is None else f"model:{Path(model).name}"
+    method = method_name(model)
     return results_table(table, status, categorised, second_opinion, method)
 
 

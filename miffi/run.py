@@ -21,7 +21,7 @@ from miffi.inference import predict
 from miffi.intake import read_micrographs
 from miffi.labels import LABELS
 from miffi.models import load_classifier
-from miffi.results import export_stage, results_table, weightfree_predictions, write_table
+from miffi.results import export_stage, method_name, results_table, weightfree_predictions, write_table
 from miffi.weightfree import WeightFreeThresholds
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def run_pipeline(inputs: Sequence[str | Path], outdir: str | Path, options: RunO
     else:
         predictions, second_opinion = weightfree, None
     categorised = categorise(combine(predictions, options.rule), options.categories)
-    method = "weight-free" if classifier is None else f"model:{Path(options.model).name}"
+    method = method_name(options.model if classifier is not None else None)
     results = results_table(table, status, categorised, second_opinion, method)
     write_table(predictions[["micrograph", "square", *LABELS]], outdir / "predictions.tsv")
     write_table(results, outdir / "results.tsv")

@@ -199,3 +199,12 @@ def test_no_match_at_all_is_a_clear_error():
     labels = read_frame(pd.DataFrame([_row("x.mrc")]))
     with pytest.raises(MiffiError, match="no result matches a labelled micrograph"):
         evaluate([pd.DataFrame([_row("y")]).assign(status="ok")], labels, "none")
+
+
+def test_method_names_say_which_model():
+    from miffi.results import method_name
+
+    assert method_name(None) == "weight-free"
+    assert method_name("models/miffi_v1.pt") == "model:miffi_v1.pt"
+    assert method_name("results/models/demo_cnn/best.safetensors") == "model:demo_cnn/best.safetensors"
+    assert method_name("runs/a/checkpoints/epoch_003.safetensors") == "model:a/epoch_003.safetensors"

@@ -250,7 +250,7 @@ def test_two_channel_model_beats_one_channel_on_crystallinity(tmp_path):
         assert main(["evaluate", "--results", str(model / "test" / "results.tsv"), "--labels",
                      str(tmp_path / "test" / "labels.csv"), "--out", str(model / "evaluation"), "-q"]) == 0
         evaluation = pd.read_csv(model / "evaluation" / "summary.tsv", sep="\t").set_index("method")
-        scores[channels] = evaluation.loc["model:best.safetensors"]
+        scores[channels] = evaluation.loc[f"model:ch{channels}/best.safetensors"]
     print({c: s[["accuracy", "crystallinity_good_bad_accuracy", "drift_accuracy"]].to_dict() for c, s in scores.items()})
     good = (truth["drift"] == "no_crack_drift") & (truth["crystallinity"] == "not_crystalline")
     assert scores[2]["accuracy"] >= max(good.mean(), 1 - good.mean()) + 0.15
