@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -114,6 +115,32 @@ def test_workflow_runs_and_reruns_only_what_changed(tmp_path, micrographs):
     assert evaluated(tmp_path, before) == 8
     results = pd.read_csv(tmp_path / "out" / "ds" / "results.tsv", sep="\t")
     assert set(results["classifier"]) == {"model:model.pt"} and "wf_category" in results
+
+
+def test_workflow_trains_a_model_and_classifies_with_it(tmp_path):
+    train = {"dataset": "tr", "preset": "scratch-1ch", "channels": 2, "arch": "convnext_atto", "epochs": 1,
+             "batch_size": 4, "lr": 1e-3, "warmup_epochs": 0, "val_fraction": 0.25, "device": "cpu"}
+    config = {"outdir": "out", "train": {"m": train},
+              "datasets": {"tr": {"simulate": {"n": 12, "detector": "256x256@1.5", "seed": 3}, "chunks": 1,
+                                  "device": "cpu"},
+                           "ds": {"simulate": {"n": 6, "detector": "256x256@1.5", "seed": 4}, "chunks": 1,
+                                  "device": "cpu", "model": "trained:m"}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    ran = jobs(snakemake(tmp_path))
+    assert ran["train"] == 1 and ran["evaluate"] == ran["report"] == 2 and ran["summary"] == 1
+    results = pd.read_csv(tmp_path / "out" / "ds" / "results.tsv", sep="\t")
+    assert set(results["classifier"]) == {"model:m/best.safetensors"}
+    evaluation = json.loads((tmp_path / "out" / "ds" / "evaluation" / "evaluation.json").read_text())
+    assert {"model:m/best.safetensors", "weight-free"} <= set(evaluation["methods"])
+    assert (tmp_path / "out" / "models" / "m" / "figures" / "loss.png").is_file()
+    assert "Nothing to be done" in snakemake(tmp_path)
+
+    config["datasets"]["ds"]["model"] = "trained:nope"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run([str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory",
+                             str(tmp_path), "-n"], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode != 0 and "datasets.ds.model: 'trained:nope'" in result.stdout + result.stderr
 
 
 def test_empiar_benchmark_config_plans_a_summary(tmp_path):

@@ -209,9 +209,19 @@ class Checkpoints:
     def state(self) -> Path:
         return self.out / "state.pt"
 
-    def save_state(self, optimizer: torch.optim.Optimizer, epoch: int, step: int) -> None:
+    def save_state(self, optimizer: torch.optim.Optimizer, epoch: int, step: int, history: list[dict],
+                   iterations: list[dict]) -> None:
+        """Progress after a finished epoch (the logs too: a workflow manager may delete
+        log.tsv and best.safetensors of an interrupted job, which resume then rewrites)."""
         with atomic.temporary_path(self.state) as tmp:
-            torch.save({"optimizer": optimizer.state_dict(), "epoch": epoch, "step": step}, tmp)
+            torch.save({"optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
+                        "history": history, "iterations": iterations}, tmp)
+
+    def keep_best(self, history: list[dict]) -> None:
+        """Copy the best epoch's checkpoint to best.safetensors."""
+        epoch = int(best_epoch(pd.DataFrame(history))["epoch"])
+        with atomic.atomic_open(self.best, "wb") as handle:
+            handle.write(self.epoch(epoch - 1).read_bytes())
 
     def load_state(self) -> dict:
         return torch.load(self.state, map_location="cpu", weights_only=True)
@@ -234,8 +244,7 @@ def _resume(out: Path, config: TrainConfig, model: torch.nn.Module, optimizer: t
 
     model.load_state_dict(load_file(str(checkpoints.epoch(state["epoch"]))))
     optimizer.load_state_dict(state["optimizer"])
-    history = pd.read_csv(out / "log.tsv", sep="\t").to_dict("records")[: state["epoch"] + 1]
-    iterations = [r for r in pd.read_csv(out / "iterations.tsv", sep="\t").to_dict("records") if r["step"] < state["step"]]
+    history, iterations = state["history"], state["iterations"]
     log.info("resuming after epoch %d (step %d)", state["epoch"] + 1, state["step"])
     return state["epoch"] + 1, state["step"], history, iterations
 
@@ -298,10 +307,9 @@ def train(train_samples: pd.DataFrame, val_samples: pd.DataFrame, config: TrainC
                         {"epoch": epoch + 1, "validation": scores, "training": config.to_dict()})
         is_best = int(best_epoch(pd.DataFrame(history))["epoch"]) == row["epoch"]
         if is_best:
-            save_checkpoint(model, checkpoints.best, config.arch, config.preprocess,
-                            {"epoch": epoch + 1, "validation": scores, "training": config.to_dict()})
+            checkpoints.keep_best(history)
         _write_logs(out, history, iterations)
-        checkpoints.save_state(optimizer, epoch, step)
+        checkpoints.save_state(optimizer, epoch, step, history, iterations)
         log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val accuracy %.3f (%.1f images/s)%s",
                  epoch + 1, config.epochs, row["train_loss"], row["val_loss"], row["val_accuracy"],
                  row["images_per_s"], " *best*" if is_best else "")
