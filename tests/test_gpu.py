@@ -52,3 +52,22 @@ def test_gpu_inference_matches_cpu(tmp_path, cuda):
                                                progress=False)[list(LABELS)].to_numpy()
     assert np.abs(results[("cuda", False)] - results[("cpu", False)]).max() < 1e-3
     assert np.abs(results[("cuda", True)] - results[("cpu", False)]).max() < 0.05
+
+
+@pytest.mark.gpu
+def test_training_runs_on_the_gpu_with_bf16(tmp_path, cuda):
+    from miffi.intake import read_micrographs
+    from miffi.label_files import read_labels
+    from miffi.simulate.config import parse_detector
+    from miffi.simulate.dataset import simulate_dataset
+    from miffi.train.data import labelled_samples, split
+    from miffi.train.loop import TrainConfig, train
+
+    simulate_dataset(tmp_path / "sim", 16, parse_detector("512x512@1.2"), seed=2, progress=False, workers=1)
+    samples = labelled_samples(read_micrographs([str(tmp_path / "sim" / "micrographs.star")]),
+                               read_labels(tmp_path / "sim" / "labels.csv"))
+    train_samples, val_samples = split(samples, 0.25, seed=0)
+    config = TrainConfig(arch="convnext_atto", epochs=2, batch_size=8, lr=1e-3, workers=2, bf16=True)
+    history = train(train_samples, val_samples, config, tmp_path / "run", cuda, progress=False)
+    assert history["epoch"].tolist() == [1, 2] and np.isfinite(history["train_loss"]).all()
+    assert (tmp_path / "run" / "best.safetensors").is_file()

@@ -123,6 +123,17 @@ def best_epoch(history: pd.DataFrame) -> pd.Series:
     return history.sort_values(["val_accuracy", "val_loss"], ascending=[False, True]).iloc[0]
 
 
+def _one_core_per_worker(worker_id: int) -> None:
+    """Data-loading workers each get one core (the augmentation's FFTs would otherwise
+    start a thread per core in every worker)."""
+    import os
+
+    torch.set_num_threads(1)
+    if hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cores[worker_id % len(cores)]})
+
+
 def learning_rate(step: int, total: int, warmup: int, config: TrainConfig) -> float:
     """Linear warm-up to ``lr``, then cosine to ``min_lr`` at ``total`` steps."""
     if step < warmup:
@@ -278,6 +289,8 @@ def train(train_samples: pd.DataFrame, val_samples: pd.DataFrame, config: TrainC
         dataset.epoch = epoch
         loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
                                              num_workers=config.workers, drop_last=False,
+                                             worker_init_fn=_one_core_per_worker if config.workers else None,
+                                             persistent_workers=False,
                                              generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
                                              pin_memory=device.type == "cuda")
         started, seen, epoch_loss = time.perf_counter(), 0, 0.0
