@@ -94,7 +94,7 @@ def model_options(wildcards):
 
 
 TRAIN_OPTIONS = ("preset", "arch", "channels", "epochs", "batch_size", "lr", "min_lr", "weight_decay",
-                 "layer_decay", "warmup_epochs", "val_fraction", "train_size", "seed", "pretrained", "device")
+                 "layer_decay", "warmup_epochs", "val_fraction", "train_size", "seed", "pretrained", "device", "workers")
 
 
 def train_options(wildcards):
