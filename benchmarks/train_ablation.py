@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--arch", default="convnext_atto")
     parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--curve", type=int, nargs="*", default=[100, 200, 400, 800],
                         help="learning-curve sizes (two channels, first seed); none to skip")
     args = parser.parse_args()
