@@ -24,6 +24,17 @@ from miffi.train.loop import TrainConfig, best_epoch, train
 log = logging.getLogger(__name__)
 
 
+def _accuracy_lines(ax: plt.Axes, x: pd.Series, scores: pd.DataFrame, xlabel: str, ylabel: str) -> None:
+    """Good-vs-bad and per-group validation accuracy against ``x``."""
+    ax.plot(x, scores["val_accuracy"], "o-", color="black", label="good vs bad")
+    for group in GROUPS:
+        ax.plot(x, scores[f"val_{group}_accuracy"], ".--", linewidth=0.8, label=group)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1.02)
+    ax.legend(frameon=False, fontsize=8)
+
+
 def loss_figure(history: pd.DataFrame, iterations: pd.DataFrame) -> plt.Figure:
     """Training loss per iteration (and its running mean), validation loss and accuracy per epoch."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -35,13 +46,7 @@ def loss_figure(history: pd.DataFrame, iterations: pd.DataFrame) -> plt.Figure:
     left.set_xlabel("epoch")
     left.set_ylabel("loss (sum of 4 cross-entropies)")
     left.legend(frameon=False, fontsize=8)
-    right.plot(history["epoch"], history["val_accuracy"], "o-", color="black", label="good vs bad")
-    for group in GROUPS:
-        right.plot(history["epoch"], history[f"val_{group}_accuracy"], ".--", linewidth=0.8, label=group)
-    right.set_xlabel("epoch")
-    right.set_ylabel("validation accuracy")
-    right.set_ylim(0, 1.02)
-    right.legend(frameon=False, fontsize=8)
+    _accuracy_lines(right, history["epoch"], history, "epoch", "validation accuracy")
     fig.tight_layout()
     return fig
 
@@ -49,15 +54,10 @@ def loss_figure(history: pd.DataFrame, iterations: pd.DataFrame) -> plt.Figure:
 def learning_curve_figure(curve: pd.DataFrame) -> plt.Figure:
     """Best validation accuracy against the number of training micrographs."""
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    ax.plot(curve["train_size"], curve["val_accuracy"], "o-", color="black", label="good vs bad")
-    for group in GROUPS:
-        ax.plot(curve["train_size"], curve[f"val_{group}_accuracy"], ".--", linewidth=0.8, label=group)
     ax.set_xscale("log")
+    _accuracy_lines(ax, curve["train_size"], curve, "training micrographs", "validation accuracy (best epoch)")
     ax.set_xticks(curve["train_size"], [str(n) for n in curve["train_size"]])
-    ax.set_xlabel("training micrographs")
-    ax.set_ylabel("validation accuracy (best epoch)")
-    ax.set_ylim(0, 1.02)
-    ax.legend(frameon=False, fontsize=8)
+    ax.minorticks_off()
     fig.tight_layout()
     return fig
 
