@@ -290,7 +290,8 @@ def _training_setup(args: argparse.Namespace):
     from miffi.label_files import read_labels
     from miffi.train.data import class_counts, labelled_samples, split, subset
     from miffi.train.layer_decay import describe
-    from miffi.train.loop import build_model, preset_config
+    from miffi.models import build_convnext
+    from miffi.train.loop import preset_config
 
     config = preset_config(args.preset, arch=args.arch, channels=args.channels, size=args.size,
                            pretrained=str(args.pretrained) if args.pretrained else None, epochs=args.epochs,
@@ -298,7 +299,7 @@ def _training_setup(args: argparse.Namespace):
                            weight_decay=args.weight_decay, layer_decay=args.layer_decay,
                            warmup_epochs=args.warmup_epochs, val_fraction=args.val_fraction, seed=args.seed,
                            workers=args.workers, bf16=False if args.no_bf16 else None)
-    groups = describe(build_model(config), config.layer_decay, config.lr)
+    groups = describe(build_convnext(config.arch, config.channels), config.layer_decay, config.lr)
     if args.show_groups:
         print(groups)
         return None

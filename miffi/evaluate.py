@@ -161,12 +161,13 @@ def evaluate(results: Sequence[pd.DataFrame], labels: pd.DataFrame, dataset: str
                          f"labels e.g. {labels['micrograph'].head(3).tolist()})")
     failed_mask = joined["status"] == "failed" if "status" in joined else pd.Series(False, index=joined.index)
     truth = joined.loc[~failed_mask, ["micrograph", *[c for c in joined if c.startswith("true_")]]]
+    per_table = [method_predictions(table) for table in results]
     scores: dict[str, MethodScore] = {}
-    for table in results:
-        for name, predictions in method_predictions(table).items():
+    for methods in per_table:
+        for name, predictions in methods.items():
             scores.setdefault(name, score(truth, predictions))
     matched = truth.copy()
-    for name, predictions in method_predictions(results[0]).items():
+    for name, predictions in per_table[0].items():
         renamed = {c: f"{name}:{c}" for c in predictions.columns if c != "micrograph"}
         matched = matched.merge(predictions.rename(columns=renamed), on="micrograph", how="left")
     return Evaluation(dataset, matched.reset_index(drop=True), scores, unmatched_results, unmatched_labels,
