@@ -258,3 +258,20 @@ def test_two_channel_model_beats_one_channel_on_crystallinity(tmp_path):
     assert scores[2]["accuracy"] >= max(good.mean(), 1 - good.mean()) + 0.15
     assert scores[2]["accuracy"] >= scores[1]["accuracy"] + 0.1
     assert scores[2]["crystallinity_good_bad_accuracy"] >= scores[1]["crystallinity_good_bad_accuracy"] + 0.05
+
+
+def test_learning_curve_trains_on_growing_stratified_subsets(tiny, tmp_path):
+    from miffi.train.curves import learning_curve
+
+    _, samples = tiny
+    train_samples, val_samples = split(samples, 0.25, seed=0)
+    config = TrainConfig(arch="convnext_atto", size=64, epochs=1, batch_size=4, lr=1e-3)
+    curve = learning_curve(train_samples, val_samples, [3, 6, 100], config, tmp_path, torch.device("cpu"),
+                           progress=False)
+    assert curve["train_size"].tolist() == [3, 6, len(train_samples)]
+    for size in curve["train_size"]:
+        split_table = pd.read_csv(tmp_path / f"n{size:05d}" / "split.tsv", sep="\t")
+        assert (split_table["split"] == "train").sum() == size
+        assert set(split_table.loc[split_table["split"] == "val", "micrograph"]) == set(val_samples["micrograph"])
+    assert pd.read_csv(tmp_path / "curve.tsv", sep="\t")["train_size"].tolist() == curve["train_size"].tolist()
+    assert {"learning_curve.png", "learning_curve.pdf", "loss_curves.png"} <= {p.name for p in (tmp_path / "figures").iterdir()}
