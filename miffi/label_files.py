@@ -59,7 +59,7 @@ def _find_column(columns: list[str], aliases: tuple[str, ...]) -> str | None:
 
 def _good_flag(value: object, source: str, row: str) -> bool:
     text = str(value).strip().lower()
-    if text in GOOD_WORDS or text == "good":
+    if text in GOOD_WORDS:
         return True
     if text in BAD_WORDS or text.startswith("bad"):
         return False

@@ -158,9 +158,11 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
 
 @dataclass
 class Validation:
+    """The usable validation micrographs and the cache holding their tensors (read per
+    epoch, not kept in memory: a tenth of a large dataset is gigabytes)."""
+
     cache: TensorCache
-    samples: pd.DataFrame  # usable validation micrographs
-    tensors: dict[str, np.ndarray]
+    samples: pd.DataFrame
 
 
 def prepare_validation(samples: pd.DataFrame, config: TrainConfig, out: Path, progress: bool) -> Validation:
@@ -173,7 +175,7 @@ def prepare_validation(samples: pd.DataFrame, config: TrainConfig, out: Path, pr
     usable = samples[samples["micrograph"].isin(status.loc[status["status"] != "failed", "micrograph"])]
     if usable.empty:
         raise MiffiError("no validation micrograph could be preprocessed")
-    return Validation(cache, usable.reset_index(drop=True), {m: np.array(cache.load(m)) for m in usable["micrograph"]})
+    return Validation(cache, usable.reset_index(drop=True))
 
 
 def validate(model: torch.nn.Module, validation: Validation, config: TrainConfig, device: torch.device) -> dict:
@@ -183,8 +185,9 @@ def validate(model: torch.nn.Module, validation: Validation, config: TrainConfig
     targets = dict(zip(validation.samples["micrograph"], validation.samples[TARGETS].to_numpy(dtype=np.int64)))
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
                                                 enabled=config.bf16 and device.type == "cuda"):
-        for micrograph, tensor in validation.tensors.items():
-            logits = model(torch.from_numpy(np.ascontiguousarray(tensor)).to(device)).float()
+        for micrograph in validation.samples["micrograph"]:
+            tensor = np.array(validation.cache.load(micrograph))  # a writable copy of the memory map
+            logits = model(torch.from_numpy(tensor).to(device)).float()
             target = torch.as_tensor(targets[micrograph]).expand(len(tensor), -1).to(device)
             losses.append(float(group_loss(logits, target)) * len(tensor))
             probabilities.append(group_softmax(logits).cpu().numpy())
