@@ -191,8 +191,9 @@ def _summary_row(dataset: str, method: str, method_score: MethodScore) -> dict:
     counts = method_score.counts
     row = {"dataset": dataset, "method": method, "n": counts.n, "TP": counts.tp, "FP": counts.fp,
            "TN": counts.tn, "FN": counts.fn, **counts.metrics()}
+    group_scores = method_score.group_scores()
     for group in GROUPS:
-        scores = method_score.group_scores().get(group, {})
+        scores = group_scores.get(group, {})
         row[f"{group}_accuracy"] = scores.get("accuracy", float("nan"))
         row[f"{group}_good_bad_accuracy"] = scores.get("good_bad_accuracy", float("nan"))
     return row

@@ -52,7 +52,7 @@ def _normalised(column: str) -> str:
 
 def _find_column(columns: list[str], aliases: tuple[str, ...]) -> str | None:
     for column in columns:
-        if _normalised(column) in aliases or column.lower() in aliases:
+        if _normalised(column) in aliases:
             return column
     return None
 
