@@ -17,11 +17,11 @@ from tqdm import tqdm
 
 from miffi.cache import STATUS_COLUMNS, TensorCache
 from miffi.device import available_cores
-from miffi.errors import MicrographError
+from miffi import atomic
+from miffi.errors import MicrographError, OutputError
 from miffi.preprocess import LoadedMicrograph, load_squares, preprocess_loaded
 
 log = logging.getLogger(__name__)
-
 
 
 def _given_pixel_size(value: object) -> float | None:
@@ -50,6 +50,7 @@ def preprocess_table(
     failures are also recorded in the cache.
     """
     readers = readers or max(1, min(4, available_cores() // 4))
+    atomic.ensure_folder(cache.directory)
     rows: dict[str, dict] = {}
     todo: list[tuple[str, str, float | None]] = []
     for micrograph, path, psize in zip(table["micrograph"], table["path"], table["pixel_size"]):
@@ -85,6 +86,8 @@ def preprocess_table(
                 cache.store(micrograph, path, given, result.tensor, loaded.layout, result.square_metrics)
                 rows[micrograph] = {"status": "computed", "squares": loaded.layout.count,
                                     "pixel_size": loaded.layout.pixel_size, **result.metrics}
+            except OutputError:  # the cache's folder, not the micrograph: stop the run
+                raise
             except Exception as exc:  # one bad micrograph is recorded, the rest goes on
                 if not isinstance(exc, MicrographError):
                     log.exception("unexpected error preprocessing %s", path)

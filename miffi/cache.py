@@ -4,21 +4,28 @@
     float32 array ``[squares, channels, size, size]`` (``size`` = 384 for ``miffi_v1``);
     channel 0 is the real-space image, channel 1 (two-channel configs) the power spectrum.
 ``<id>.json``
-    how it was made: the preprocessing config, the source file's size and mtime, the
-    pixel size used, the square layout, the metrics of the micrograph and of each square
-    (:mod:`miffi.metrics`); or ``"status": "failed"`` and the error.
+    how it was made: the preprocessing config, the source file's fingerprint (resolved
+    path, size, mtime and a content digest, :func:`miffi.mrc.file_fingerprint`), the pixel
+    size used, the square layout, the metrics of the micrograph and of each square
+    (:mod:`miffi.metrics`) and the stamp (inode, size, mtime) of the tensor file it
+    describes; or ``"status": "failed"`` and the error.
 
 An entry is reused only when the sidecar says ``ok``, its config equals the current
-one, and the source file and the given pixel size are unchanged. Both files are
-written atomically, the tensor first; a sidecar is removed before its tensor is
-replaced, so a sidecar never describes a tensor it was not written for.
+one, the source fingerprint is unchanged (same resolved file, same content) and the
+pixel size given is the same. Several runs may share a cache, even at the same time:
+both files are written atomically, and a reader accepts a sidecar only together with
+the very tensor file it was written for (the stamp), retrying while another run is
+replacing the pair, so no reader ever sees a half-replaced or foreign entry. An entry
+for another file of the same name (two datasets in one cache) is never used for this
+one: it is remade, and a reader that finds it replaced says so.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
+import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -28,15 +35,21 @@ import numpy as np
 import pandas as pd
 
 from miffi import atomic
-from miffi.config import CACHE_FORMAT, PreprocessConfig
-from miffi.labels import LABELS
 from miffi import metrics
+from miffi.config import CACHE_FORMAT, PreprocessConfig
+from miffi.errors import MiffiError
+from miffi.labels import LABELS
 from miffi.mrc import file_fingerprint
 from miffi.squares import SquareLayout
 
-
 #: Columns of a preprocessing status table (``preprocess.tsv``), metrics included.
 STATUS_COLUMNS = ["micrograph", "path", "status", "error", "squares", "pixel_size", "seconds", *metrics.METRICS]
+#: How often a reader retries while another run replaces an entry.
+READ_ATTEMPTS = 20
+
+
+class CacheConflict(MiffiError):
+    """A cache entry that belongs to another file, or is being replaced by another run."""
 
 
 def _same_pixel_size(a: float | None, b: float | None) -> bool:
@@ -45,12 +58,24 @@ def _same_pixel_size(a: float | None, b: float | None) -> bool:
     return math.isclose(a, b, rel_tol=1e-6)
 
 
-class TensorCache:
-    """A directory of cached micrograph tensors made with one preprocessing config."""
+def _stamp(stat: os.stat_result) -> dict[str, int]:
+    return {"inode": stat.st_ino, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
-    def __init__(self, directory: str | Path, config: PreprocessConfig):
+
+def _resolved(source: str | Path) -> str:
+    return str(Path(source).resolve())
+
+
+class TensorCache:
+    """A directory of cached micrograph tensors made with one preprocessing config.
+
+    ``full_hash`` fingerprints sources by every byte instead of sampled blocks.
+    """
+
+    def __init__(self, directory: str | Path, config: PreprocessConfig, full_hash: bool = False):
         self.directory = Path(directory)
         self.config = config
+        self.full_hash = full_hash
 
     def tensor_path(self, micrograph: str) -> Path:
         return self.directory / f"{micrograph}.npy"
@@ -60,9 +85,16 @@ class TensorCache:
 
     def read_sidecar(self, micrograph: str) -> dict[str, Any] | None:
         try:
-            return json.loads(self.sidecar_path(micrograph).read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            meta = json.loads(self.sidecar_path(micrograph).read_text(encoding="utf-8"))
+        except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
             return None
+        return meta if isinstance(meta, dict) else None
+
+    def _tensor_matches(self, meta: dict[str, Any]) -> bool:
+        try:
+            return _stamp(os.stat(self.tensor_path(meta["micrograph"]))) == meta["tensor"]["stamp"]
+        except (OSError, KeyError, TypeError):
+            return False
 
     def lookup(self, micrograph: str, source: str | Path, pixel_size: float | None) -> dict[str, Any] | None:
         """The sidecar of a reusable entry, or None when the tensor must be (re)made."""
@@ -71,23 +103,30 @@ class TensorCache:
             return None
         if meta.get("config") != self.config.to_dict() or meta.get("metrics_version") != metrics.VERSION:
             return None
-        try:
-            fingerprint = file_fingerprint(source)
-        except OSError:
-            return None
-        if meta.get("source", {}).get("fingerprint") != fingerprint:
-            return None
         if not _same_pixel_size(meta.get("pixel_size_given"), pixel_size):
             return None
-        if not self.tensor_path(micrograph).is_file():
+        try:
+            fingerprint = file_fingerprint(source, self.full_hash)
+        except OSError:
+            return None
+        if meta.get("source", {}).get("fingerprint") != fingerprint or not self._tensor_matches(meta):
             return None
         return meta
 
+    def entry(self, micrograph: str, source: str | Path) -> dict[str, Any] | None:
+        """The sidecar of a finished entry made from ``source`` (without re-reading the
+        source: a usable entry for a later stage), or None."""
+        meta = self.read_sidecar(micrograph)
+        if meta is None or meta.get("status") != "ok":
+            return None
+        made_from = meta.get("source", {}).get("fingerprint") or {}
+        return meta if made_from.get("path") == _resolved(source) else None
+
     def _base(self, micrograph: str, source: str | Path, pixel_size: float | None) -> dict[str, Any]:
         try:
-            fingerprint = file_fingerprint(source)
+            fingerprint = file_fingerprint(source, self.full_hash)
         except OSError:
-            fingerprint = None
+            fingerprint = {"path": _resolved(source)}
         return {
             "format": CACHE_FORMAT,
             "micrograph": micrograph,
@@ -109,15 +148,15 @@ class TensorCache:
         expected = (layout.count, self.config.channels, self.config.size, self.config.size)
         if tensor.shape != expected or tensor.dtype != np.float32:
             raise ValueError(f"tensor {tensor.shape} {tensor.dtype} does not match {expected} float32")
-        with contextlib.suppress(FileNotFoundError):
-            self.sidecar_path(micrograph).unlink()
-        atomic.save_npy(self.tensor_path(micrograph), tensor)
+        base = self._base(micrograph, source, pixel_size)  # the source as read, before the (slow) write
+        written = atomic.save_npy(self.tensor_path(micrograph), tensor)
         meta = {
-            **self._base(micrograph, source, pixel_size),
+            **base,
             "status": "ok",
             "pixel_size": layout.pixel_size,
             "layout": asdict(layout),
-            "tensor": {"file": self.tensor_path(micrograph).name, "shape": list(tensor.shape), "dtype": "float32"},
+            "tensor": {"file": self.tensor_path(micrograph).name, "shape": list(tensor.shape), "dtype": "float32",
+                       "stamp": _stamp(written)},
             "metrics_version": metrics.VERSION,
             "metrics": metrics.micrograph_metrics(square_metrics),
             "square_metrics": square_metrics,
@@ -126,42 +165,62 @@ class TensorCache:
         return meta
 
     def store_failure(self, micrograph: str, source: str | Path, pixel_size: float | None, error: str) -> None:
-        """Record why a micrograph failed (its stale tensor, if any, is removed)."""
-        with contextlib.suppress(FileNotFoundError):
-            self.sidecar_path(micrograph).unlink()
-        with contextlib.suppress(FileNotFoundError):
-            self.tensor_path(micrograph).unlink()
+        """Record why a micrograph failed (a stale tensor no longer matches the sidecar)."""
         meta = {**self._base(micrograph, source, pixel_size), "status": "failed", "error": error}
         atomic.write_text(self.sidecar_path(micrograph), json.dumps(meta, indent=1))
 
-    def load(self, micrograph: str) -> np.ndarray:
-        """The cached tensor, checked against its sidecar and this cache's config."""
-        meta = self.read_sidecar(micrograph)
+    def load(self, micrograph: str, source: str | Path | None = None) -> np.ndarray:
+        """The cached tensor, checked against its sidecar, this cache's config and, when
+        given, the source file it must have been made from.
+
+        Raises
+        ------
+        FileNotFoundError
+            No finished entry.
+        CacheConflict
+            The entry belongs to another file, or another run keeps replacing it.
+        """
         path = self.tensor_path(micrograph)
-        if meta is None or meta.get("status") != "ok":
-            raise FileNotFoundError(f"{path}: no valid cache entry")
-        if meta.get("config") != self.config.to_dict():
-            raise ValueError(
-                f"{path}: made with preprocessing config {meta.get('config')}, "
-                f"expected {self.config.to_dict()}"
-            )
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        for attempt in range(READ_ATTEMPTS):
+            meta = self.read_sidecar(micrograph)
+            if meta is None or meta.get("status") != "ok":
+                raise FileNotFoundError(f"{path}: no valid cache entry")
+            if meta.get("config") != self.config.to_dict():
+                raise ValueError(f"{path}: made with preprocessing config {meta.get('config')}, "
+                                 f"expected {self.config.to_dict()}")
+            made_from = (meta.get("source", {}).get("fingerprint") or {}).get("path")
+            if source is not None and made_from != _resolved(source):
+                raise CacheConflict(f"{path}: cache entry was made from {made_from}, not {source} "
+                                    "(another dataset with the same micrograph name shares this cache; "
+                                    "give each its own --cache)")
+            try:
+                with open(path, "rb") as handle:
+                    if _stamp(os.fstat(handle.fileno())) == meta["tensor"].get("stamp"):
+                        return np.load(handle, allow_pickle=False)
+            except FileNotFoundError:
+                pass
+            time.sleep(0.02 * (attempt + 1))  # another run is replacing the pair: read it again
+        raise CacheConflict(f"{path}: cache entry keeps being replaced by another run; try again when it ends")
 
 
 def cache_status(table: pd.DataFrame, cache: TensorCache) -> pd.DataFrame:
     """What the cache holds for each micrograph of ``table``, as a status table:
     ``cached`` (with its metrics), or ``failed`` with the recorded error (or
-    "not preprocessed")."""
+    "not preprocessed", or a note that the entry was made from another file)."""
     rows = []
     for micrograph, path in zip(table["micrograph"], table["path"]):
-        meta = cache.read_sidecar(micrograph) or {}
-        if meta.get("status") == "ok":
+        meta = cache.entry(micrograph, path)
+        if meta is not None:
             rows.append({"micrograph": micrograph, "path": path, "status": "cached",
                          "squares": meta["tensor"]["shape"][0], "pixel_size": meta["pixel_size"],
                          "seconds": 0.0, **meta["metrics"]})
-        else:
-            rows.append({"micrograph": micrograph, "path": path, "status": "failed",
-                         "error": meta.get("error", "not preprocessed")})
+            continue
+        found = cache.read_sidecar(micrograph) or {}
+        error = found.get("error", "not preprocessed")
+        if found.get("status") == "ok":
+            error = (f"cache entry {cache.sidecar_path(micrograph)} was made from another file "
+                     f"({found.get('source', {}).get('path')}); give each dataset its own cache")
+        rows.append({"micrograph": micrograph, "path": path, "status": "failed", "error": error})
     out = pd.DataFrame(rows).reindex(columns=STATUS_COLUMNS)
     out["squares"] = out["squares"].astype("Int64")
     return out
@@ -176,21 +235,32 @@ def predict_reusing(
     """Predictions for ``micrographs``, evaluating only those without a stored result.
 
     ``run`` predicts a list of micrographs; results are kept per micrograph under
-    ``store`` (one folder per model) and reused while newer than the cached tensor, so
-    adding micrographs to a dataset never re-runs the model on the old ones. Returns
-    the predictions (in order) and how many micrographs were evaluated.
+    ``store`` (one folder per model), each tagged with the stamp of the tensor it was
+    computed from and reused while that tensor is the entry's, so adding micrographs to a
+    dataset never re-runs the model on the old ones. Returns the predictions (in order)
+    and how many micrographs were evaluated.
     """
-    store.mkdir(parents=True, exist_ok=True)
+    atomic.ensure_folder(store)
 
-    def fresh(micrograph: str) -> bool:
-        saved = store / f"{micrograph}.tsv"
-        return saved.is_file() and saved.stat().st_mtime_ns >= cache.sidecar_path(micrograph).stat().st_mtime_ns
+    def entry_stamp(micrograph: str) -> dict[str, int] | None:
+        return ((cache.read_sidecar(micrograph) or {}).get("tensor") or {}).get("stamp")
 
-    todo = [m for m in micrographs if not fresh(m)]
+    def saved(micrograph: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((store / f"{micrograph}.json").read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+
+    stamps = {m: entry_stamp(m) for m in micrographs}
+    kept = {m: s for m in micrographs if (s := saved(m)) is not None and s.get("entry") == stamps[m]}
+    todo = [m for m in micrographs if m not in kept]
     if todo:
         new = run(todo)
         for micrograph, rows in new.groupby("micrograph", sort=False):
-            atomic.write_text(store / f"{micrograph}.tsv", rows.to_csv(sep="\t", index=False))
-    frames = [pd.read_csv(store / f"{m}.tsv", sep="\t", dtype={"micrograph": str}) for m in micrographs]
-    columns = ["micrograph", "square", *LABELS]
-    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)), len(todo)
+            record = {"entry": stamps[micrograph], "rows": rows.drop(columns="micrograph").to_dict("list")}
+            atomic.write_text(store / f"{micrograph}.json", json.dumps(record))
+            kept[micrograph] = record
+    frames = [pd.DataFrame({"micrograph": m, **kept[m]["rows"]}) for m in micrographs if m in kept]
+    if not frames:
+        return pd.DataFrame(columns=["micrograph", "square", *LABELS]), len(todo)
+    return pd.concat(frames, ignore_index=True), len(todo)

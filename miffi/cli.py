@@ -10,7 +10,7 @@ from pathlib import Path
 
 from miffi import __version__
 from miffi.download import DEFAULT_MODELS, RECORD_URL
-from miffi.errors import MiffiError
+from miffi.errors import REPORT_TO, MiffiError, output_error
 
 log = logging.getLogger("miffi")
 
@@ -45,6 +45,9 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
                              "folder or one of its parents)")
     parser.add_argument("--pattern", default="*.mrc",
                         help="file pattern for directory inputs (default: %(default)s)")
+    parser.add_argument("--allow-outside-project", action="store_true",
+                        help="accept star/cs/csg entries that lie outside the project directory "
+                             "(refused by default: e.g. '../../etc/passwd')")
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
@@ -57,12 +60,13 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     config = PreprocessConfig(power_spectrum=args.channels == 2, max_squares=args.max_squares)
-    table = read_micrographs(args.inputs, args.project_dir, args.pixel_size, args.pattern)
+    table = read_micrographs(args.inputs, args.project_dir, args.pixel_size, args.pattern,
+                             allow_outside_project=args.allow_outside_project)
     if args.chunk is not None:
         if "chunk" not in table:
             raise MiffiError("--chunk needs a micrograph table written by miffi intake --chunks N")
         table = table[table["chunk"] == args.chunk].reset_index(drop=True)
-    cache = TensorCache(args.out, config)
+    cache = TensorCache(args.out, config, full_hash=args.full_hash)
     status = preprocess_table(table, cache, device, force=args.force, progress=not args.no_progress)
     status_file = args.status or Path(args.out) / "preprocess.tsv"
     atomic.write_text(status_file, status.to_csv(sep="\t", index=False))
@@ -109,9 +113,13 @@ def _load_thresholds(path: Path | None):
 
     if path is None:
         return WeightFreeThresholds()
-    import yaml
+    from miffi.errors import InputError
+    from miffi.textfiles import read_yaml_mapping
 
-    return WeightFreeThresholds.from_mapping(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    try:
+        return WeightFreeThresholds.from_mapping(read_yaml_mapping(path, "weight-free thresholds file"))
+    except (ValueError, TypeError) as exc:
+        raise InputError(path, str(exc)) from None
 
 
 def _decisions(args: argparse.Namespace):
@@ -141,6 +149,7 @@ def _run_options(args: argparse.Namespace):
         device=resolve_device(get("device", "cpu")), rule=rule, batch_size=get("batch_size", 16),
         bf16=bool(get("bf16")), pixel_size=get("pixel_size"), project_dir=get("project_dir"),
         pattern=get("pattern", "*.mrc"), progress=not get("no_progress", False), thresholds=thresholds,
+        allow_outside_project=bool(get("allow_outside_project")), full_hash=bool(get("full_hash")),
     )
     if categories is not None:
         options.categories = categories
@@ -175,7 +184,8 @@ def cmd_intake(args: argparse.Namespace) -> int:
 
     if not str(args.out).endswith(TABLE_SUFFIX):
         raise MiffiError(f"{args.out}: the table's name must end with {TABLE_SUFFIX}")
-    table = read_micrographs(args.inputs, args.project_dir, args.pixel_size, args.pattern)
+    table = read_micrographs(args.inputs, args.project_dir, args.pixel_size, args.pattern,
+                             allow_outside_project=args.allow_outside_project)
     table = table.drop(columns="chunk", errors="ignore")  # re-chunking a table of ours
     table.insert(1, "chunk", [chunk_of(m, args.chunks) for m in table["micrograph"]])
     write_table(table, args.out)
@@ -216,9 +226,10 @@ def cmd_combine(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from miffi.results import combine_stage, write_table
+    from miffi.textfiles import read_tsv
 
     rule, categories, thresholds = _decisions(args)
-    frames = [pd.read_csv(p, sep="\t", dtype={"micrograph": str}) for p in args.predictions]
+    frames = [read_tsv(p, ["micrograph"], "predictions table") for p in args.predictions]
     predictions = pd.concat(frames, ignore_index=True)
     results = combine_stage(_chunk_table(args), predictions, args.cache, args.model, rule, categories, thresholds)
     write_table(predictions, args.out.with_name("predictions.tsv"))
@@ -304,7 +315,8 @@ def _training_setup(args: argparse.Namespace):
         print(groups)
         return None
     log.info("layer-wise learning rates (decay %g):\n%s", config.layer_decay, groups)
-    table = read_micrographs(args.inputs, args.project_dir, args.pixel_size, args.pattern)
+    table = read_micrographs(args.inputs, args.project_dir, args.pixel_size, args.pattern,
+                             allow_outside_project=args.allow_outside_project)
     samples = labelled_samples(table, read_labels(args.labels))
     train_samples, val_samples = split(samples, config.val_fraction, config.seed)
     if args.train_size:
@@ -386,6 +398,12 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_hash_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--full-hash", action="store_true",
+                        help="tell micrographs apart in the cache by a hash of every byte (default: of the "
+                             "header and 16 sampled blocks, with path, size and mtime)")
+
+
 def add_table_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("table", type=Path, help="micrograph table from miffi intake")
     parser.add_argument("--chunk", type=int, help="only the micrographs of this chunk")
@@ -444,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="2: image + power spectrum (miffi_v1), 1: image only (no_ps models)")
     pre.add_argument("--max-squares", type=_positive_int, help="keep at most this many squares")
     pre.add_argument("--force", action="store_true", help="recompute even when the cache is fresh")
+    add_hash_option(pre)
     pre.add_argument("--status", type=Path, help="status table to write (default: DIR/preprocess.tsv)")
     pre.add_argument("--chunk", type=int, help="with a miffi intake table: only the micrographs of this chunk")
     pre.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -473,6 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="star/cs/csg/list files, MRC files, directories or quoted globs")
     run.add_argument("--outdir", required=True, type=Path)
     run.add_argument("--cache", type=Path, help="tensor cache directory (default: OUTDIR/cache)")
+    add_hash_option(run)
     add_model_options(run)
     add_decision_options(run)
     add_export_options(run)
@@ -594,3 +614,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # bad settings (e.g. a config value) from the core
         print(f"miffi: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a resource failure outside our atomic writes (e.g. a library writing)
+        error = output_error(exc, exc.filename or ".")
+        if error is None:
+            return report_internal(exc)
+        print(f"miffi: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("miffi: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        return report_internal(exc)
+
+
+def report_internal(exc: BaseException) -> int:
+    """An unexpected error: its traceback, and where to report it."""
+    import traceback
+
+    traceback.print_exception(exc)
+    print(f"miffi: internal error ({type(exc).__name__}: {exc}); this is a bug in miffi {__version__}: "
+          f"please report it, with the traceback above and the command line, to {REPORT_TO}", file=sys.stderr)
+    return 3

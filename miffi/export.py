@@ -28,7 +28,8 @@ from cryosparc.dataset import Dataset
 
 from miffi import atomic
 from miffi.combine import CATEGORIES, SINGLE_BAD
-from miffi.intake.cryosparc import csg_metafiles
+from miffi.intake.cryosparc import csg_metafiles, load_dataset
+from miffi.intake.relion import read_star
 
 FORMATS = ("relion", "cryosparc", "lists")
 
@@ -65,7 +66,7 @@ def _optics_frame(pixel_sizes: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
 def relion_source(usable: pd.DataFrame) -> dict[str, pd.DataFrame] | None:
     """The blocks of the input star file, when every usable micrograph came from one."""
     source = _single_source(usable, {".star"})
-    return starfile.read(source, always_dict=True) if source else None
+    return read_star(Path(source)) if source else None
 
 
 def cryosparc_source(usable: pd.DataFrame) -> Dataset | None:
@@ -74,8 +75,8 @@ def cryosparc_source(usable: pd.DataFrame) -> Dataset | None:
     if source is None:
         return None
     if source.lower().endswith(".csg"):
-        return Dataset.innerjoin_many(*[Dataset.load(str(p)) for p in csg_metafiles(Path(source))])
-    return Dataset.load(source)
+        return Dataset.innerjoin_many(*[load_dataset(p) for p in csg_metafiles(Path(source))])
+    return load_dataset(Path(source))
 
 
 def write_relion(rows: pd.DataFrame, source: dict[str, pd.DataFrame] | None, path: Path) -> None:

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from miffi.cache import TensorCache
 from miffi.errors import MiffiError
 from miffi.labels import LABELS, SLICES
-from miffi.models import NUM_OUTPUTS, Classifier
+from miffi.models import NUM_OUTPUTS, Classifier, ModelError
 
 
 def group_softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -35,18 +35,20 @@ def check_compatible(classifier: Classifier, cache: TensorCache) -> None:
         )
 
 
-def _read_ahead(cache: TensorCache, micrographs: Sequence[str], depth: int = 8) -> Iterator[tuple[str, np.ndarray]]:
-    """Cached tensors in order, loaded by a background thread a few micrographs ahead."""
+def _read_ahead(cache: TensorCache, micrographs: Sequence[str], sources: Sequence[str] | None = None,
+                depth: int = 8) -> Iterator[tuple[str, np.ndarray]]:
+    """Cached tensors in order (each checked to be made from its source, when given),
+    loaded by a background thread a few micrographs ahead."""
     queue: Queue = Queue(maxsize=depth)
     stop = threading.Event()
     done = object()
 
     def work() -> None:
         try:
-            for micrograph in micrographs:
+            for i, micrograph in enumerate(micrographs):
                 if stop.is_set():
                     return
-                queue.put((micrograph, np.ascontiguousarray(cache.load(micrograph))))
+                queue.put((micrograph, np.ascontiguousarray(cache.load(micrograph, sources and sources[i]))))
         except BaseException as exc:  # handed to the consumer
             queue.put(exc)
         queue.put(done)
@@ -90,13 +92,18 @@ def predict(
     batch_size: int = 16,
     bf16: bool = False,
     progress: bool = True,
+    sources: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Per-square probabilities: columns ``micrograph``, ``square`` and the 11 labels.
+
+    ``sources`` (the micrographs' files, in the same order) makes every cached tensor be
+    checked to be made from its file.
 
     Raises
     ------
     MiffiError
-        When the cache was made with another preprocessing config than the model's.
+        When the cache was made with another preprocessing config than the model's, or
+        the model's outputs are not finite (named with the micrographs concerned).
     """
     check_compatible(classifier, cache)
     names: list[str] = []
@@ -112,7 +119,7 @@ def predict(
         return rest
 
     with tqdm(total=len(micrographs), desc="infer", unit="mic", disable=not progress) as bar:
-        for micrograph, tensor in _read_ahead(cache, micrographs):
+        for micrograph, tensor in _read_ahead(cache, micrographs, sources):
             names += [micrograph] * len(tensor)
             squares += list(range(len(tensor)))
             pending = run_batches(np.concatenate([pending, tensor]), final=False)
@@ -120,5 +127,11 @@ def predict(
         run_batches(pending, final=True)
     table = pd.DataFrame({"micrograph": names, "square": squares})
     values = np.concatenate(probabilities) if probabilities else np.zeros((0, NUM_OUTPUTS), np.float32)
+    broken = ~np.isfinite(values).all(axis=1)
+    if broken.any():
+        where = list(dict.fromkeys(table.loc[broken, "micrograph"]))
+        raise ModelError(classifier.path, f"gives non-finite outputs (NaN/Inf) for {int(broken.sum())} of "
+                                          f"{len(values)} squares, of {len(where)} micrograph(s): "
+                                          f"{', '.join(where[:5])}{' ...' if len(where) > 5 else ''}")
     return pd.concat([table, pd.DataFrame(values, columns=list(LABELS))], axis=1)
 

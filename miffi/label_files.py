@@ -21,6 +21,7 @@ import pandas as pd
 
 from miffi.errors import MiffiError
 from miffi.labels import GROUPS, is_good
+from miffi.textfiles import read_text
 
 #: Column names accepted for each group (case-insensitive; ``rln``/``miffi`` prefixes allowed).
 GROUP_ALIASES: dict[str, tuple[str, ...]] = {
@@ -153,12 +154,9 @@ def read_miffi_pickle(path: str | Path) -> pd.DataFrame:
 
 
 def _star_block(path: Path) -> pd.DataFrame:
-    import starfile
+    from miffi.intake.relion import read_star
 
-    try:
-        blocks = starfile.read(path, always_dict=True)
-    except Exception as error:
-        raise MiffiError(f"{path}: cannot read star file: {error}") from None
+    blocks = read_star(path)
     tables = [b for b in blocks.values() if isinstance(b, pd.DataFrame)]
     with_names = [b for b in tables if "rlnMicrographName" in b]
     if not (with_names or tables):
@@ -182,8 +180,9 @@ def read_labels(path: str | Path, column: str | None = None) -> pd.DataFrame:
     if suffix == ".star":
         return label_table(_star_block(path), str(path), column)
     if suffix in (".csv", ".tsv", ".txt"):
-        try:
-            frame = pd.read_csv(path, sep=None, engine="python", dtype=str)
+        text = read_text(path, "label table")
+        try:  # names such as NA or null stay names
+            frame = pd.read_csv(io.StringIO(text), sep=None, engine="python", dtype=str, keep_default_na=False)
         except Exception as error:
             raise MiffiError(f"{path}: cannot read label table: {error}") from None
         return label_table(frame, str(path), column)

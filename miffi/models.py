@@ -69,10 +69,11 @@ def build_convnext(arch: str, in_chans: int, num_classes: int = NUM_OUTPUTS) -> 
 
 
 def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
         return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
 
 
 def _is_safetensors(path: Path) -> bool:
@@ -131,8 +132,9 @@ def load_classifier(path: str | Path, arch: str = "convnext_small", device: torc
                 warnings.simplefilter("ignore", FutureWarning)
                 warnings.simplefilter("ignore", DeprecationWarning)
                 module = torch.jit.load(str(path), map_location=device)
-        except RuntimeError as exc:
-            raise ModelError(path, f"TorchScript archive cannot be loaded ({str(exc).splitlines()[0]})") from None
+        except Exception as exc:  # torch raises RuntimeError, ValueError, zip errors on damaged archives
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ModelError(path, f"TorchScript archive cannot be loaded ({first[:200]})") from None
         channels = _input_channels(dict(module.state_dict()), path)
         config = PreprocessConfig(power_spectrum=channels == 2)
         return Classifier(module.eval(), config, "torchscript", None, str(path))
@@ -141,7 +143,8 @@ def load_classifier(path: str | Path, arch: str = "convnext_small", device: torc
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, zip errors, refused globals
-        raise ModelError(path, f"not a model file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ModelError(path, f"not a model file ({type(exc).__name__}: {first[:200]})") from None
     module = _load_into(arch, _unwrap_state_dict(obj, path), path)
     config = PreprocessConfig(power_spectrum=_input_channels(module.state_dict(), path) == 2)
     return Classifier(module.to(device).eval(), config, "state_dict", arch, str(path))
@@ -165,27 +168,47 @@ def save_checkpoint(
 
 
 def checkpoint_metadata(path: str | Path) -> dict[str, Any]:
-    from safetensors import safe_open
+    """The miffi metadata of a .safetensors checkpoint, checked to have what loading needs."""
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="pt") as handle:
-        raw = (handle.metadata() or {}).get(CHECKPOINT_KEY)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            raw = (handle.metadata() or {}).get(CHECKPOINT_KEY)
+    except (OSError, SafetensorError) as exc:
+        raise ModelError(path, f"damaged safetensors file ({exc})") from None
     if raw is None:
         raise ModelError(path, "safetensors file without miffi metadata (architecture, labels, preprocessing)")
-    return json.loads(raw)
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ModelError(path, f"miffi metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ModelError(path, "miffi metadata is not a mapping")
+    missing = [key for key in ("arch", "labels", "preprocess") if key not in meta]
+    if missing:
+        raise ModelError(path, f"miffi metadata lacks {', '.join(missing)}")
+    if not isinstance(meta["arch"], str) or not isinstance(meta["labels"], dict) \
+            or not isinstance(meta["preprocess"], dict):
+        raise ModelError(path, "miffi metadata has an arch, labels or preprocess entry of the wrong type")
+    return meta
 
 
 def _load_checkpoint(path: Path, device: torch.device) -> Classifier:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    meta = checkpoint_metadata(path)
     try:
-        meta = checkpoint_metadata(path)
         weights = load_file(str(path))
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:
         raise ModelError(path, f"unreadable checkpoint ({exc})") from None
-    labels = {g: tuple(v) for g, v in meta.get("labels", {}).items()}
+    labels = {g: tuple(v) if isinstance(v, list) else v for g, v in meta["labels"].items()}
     if labels != GROUPS:
         raise ModelError(path, f"checkpoint labels {labels} differ from Miffi's {dict(GROUPS)}")
-    config = PreprocessConfig.from_dict(meta["preprocess"])
+    try:
+        config = PreprocessConfig.from_dict(meta["preprocess"])
+    except (TypeError, ValueError) as exc:
+        raise ModelError(path, f"checkpoint's preprocessing config is not usable ({exc})") from None
     module = _load_into(meta["arch"], weights, path)
     if _input_channels(weights, path) != config.channels:
         raise ModelError(path, "checkpoint's input channels do not match its preprocessing config")

@@ -7,6 +7,7 @@ or without an extended header (FEI/EPU), as a 2D image or a single-section stack
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import warnings
@@ -23,6 +24,33 @@ SUPPORTED_MODES = {0: "int8", 1: "int16", 2: "float32", 6: "uint16", 12: "float1
 HEADER_BYTES = 1024
 #: Smallest side accepted; anything smaller is not a micrograph.
 MIN_SIDE = 32
+
+
+#: Largest image accepted (megapixels); EER super-resolution frames are 67 MP, atlases more.
+MAX_PIXELS = 128 * 2**20
+#: Leading bytes of files that are sometimes named .mrc, and what they are.
+OTHER_FORMATS = {
+    b"\x1f\x8b": "a gzip-compressed file, not an MRC file (decompress it first, e.g. gunzip)",
+    b"BZh": "a bzip2-compressed file, not an MRC file (decompress it first, e.g. bunzip2)",
+    b"\x28\xb5\x2f\xfd": "a zstd-compressed file, not an MRC file (decompress it first, e.g. unzstd)",
+    b"PK\x03\x04": "a ZIP archive, not an MRC file",
+    b"II*\x00": "a TIFF file (TIFF/EER movie?), not an MRC file: motion-correct it into an MRC micrograph",
+    b"MM\x00*": "a TIFF file (TIFF/EER movie?), not an MRC file: motion-correct it into an MRC micrograph",
+    b"\x89PNG": "a PNG image, not an MRC file",
+    b"\xff\xd8\xff": "a JPEG image, not an MRC file",
+    b"\x93NUMPY": "a NumPy .npy array, not an MRC file",
+    b"\x89HDF": "an HDF5 file, not an MRC file",
+}
+
+
+def _other_format(path: Path) -> str | None:
+    """What a file is when its first bytes say it is not an MRC file, else None."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError:
+        return None
+    return next((what for magic, what in OTHER_FORMATS.items() if head.startswith(magic)), None)
 
 
 @dataclass(frozen=True)
@@ -56,6 +84,9 @@ def read_header(path: str | Path) -> MrcHeader:
         raise MicrographError(path, "is a directory, not an MRC file")
     if size == 0:
         raise MicrographError(path, "empty file (0 bytes)")
+    other = _other_format(path)  # (mrcfile itself would open compressed files: we read them as they are)
+    if other:
+        raise MicrographError(path, other)
     if size < HEADER_BYTES:
         raise MicrographError(path, f"too short for an MRC header ({size} bytes < {HEADER_BYTES})")
     try:
@@ -78,6 +109,10 @@ def read_header(path: str | Path) -> MrcHeader:
         raise MicrographError(path, f"header has invalid dimensions {nx}×{ny}×{nz}")
     if nz > 1:
         raise MicrographError(path, f"is a stack of {nz} sections; expected one 2D micrograph")
+    if nx * ny > MAX_PIXELS:
+        raise MicrographError(path, f"image of {nx}×{ny} pixels ({nx * ny / 1e6:.0f} megapixels) is larger than "
+                                    f"miffi takes ({MAX_PIXELS / 1e6:.0f} megapixels): a montage or atlas, "
+                                    "not a single exposure?")
     itemsize = np.dtype(SUPPORTED_MODES[mode]).itemsize
     needed = HEADER_BYTES + max(int(header.nsymbt), 0) + nx * ny * nz * itemsize
     if size < needed:
@@ -112,7 +147,31 @@ def open_micrograph(path: str | Path) -> Iterator[tuple[np.ndarray, MrcHeader]]:
         yield data.reshape(header.height, header.width), header
 
 
-def file_fingerprint(path: str | Path) -> dict[str, int]:
-    """Size and modification time: what decides whether a cached tensor is stale."""
-    stat = os.stat(path)
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+#: Sampled content fingerprint: this many blocks of this many bytes, spread over the file.
+SAMPLE_BLOCKS, SAMPLE_BYTES = 16, 4096
+
+
+def file_fingerprint(path: str | Path, full: bool = False) -> dict[str, int | str]:
+    """What decides whether a cached tensor still belongs to ``path``.
+
+    The resolved path, size and modification time, and a BLAKE2 digest of the file's
+    content: of the header and ``SAMPLE_BLOCKS`` blocks spread evenly over the file
+    (about 68 kB read per file, whatever its size), or of every byte when ``full``. Two
+    files of equal name, size and mtime (``rsync -a`` copies, two datasets) therefore
+    differ unless their sampled pixels are identical too.
+    """
+    path = Path(path)
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        stat = os.fstat(handle.fileno())
+        if full:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+        else:
+            digest.update(handle.read(HEADER_BYTES + SAMPLE_BYTES))
+            span = max(stat.st_size - SAMPLE_BYTES, 0)
+            for i in range(SAMPLE_BLOCKS):
+                handle.seek(span * i // (SAMPLE_BLOCKS - 1))
+                digest.update(handle.read(SAMPLE_BYTES))
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "content": ("full:" if full else "sampled:") + digest.hexdigest()}

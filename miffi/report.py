@@ -21,6 +21,7 @@ from miffi import __version__, atomic, figures
 from miffi.errors import MiffiError
 from miffi.evaluate import Evaluation, MethodScore, summary_table
 from miffi.labels import GROUPS
+from miffi.textfiles import read_tsv
 
 STYLE = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
@@ -256,5 +257,5 @@ def write_evaluation(evaluation: Evaluation, directory: Path) -> None:
 def read_evaluation(directory: Path) -> tuple[dict, pd.DataFrame]:
     """The ``evaluation.json`` and ``matched.tsv`` that ``miffi evaluate`` wrote into ``directory``."""
     evaluation = json.loads((directory / "evaluation.json").read_text(encoding="utf-8"))
-    matched = pd.read_csv(directory / "matched.tsv", sep="\t")
+    matched = read_tsv(directory / "matched.tsv", ["micrograph", "path", "input", "key"], "matched table")
     return evaluation, matched

@@ -10,19 +10,20 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from miffi import atomic
-from miffi.cache import TensorCache, cache_status, predict_reusing
+from miffi.cache import CacheConflict, TensorCache, cache_status, predict_reusing
 from miffi.combine import CategorySettings, categorise, combine
 from miffi.config import PreprocessConfig
 from miffi.ctf_baseline import ctf_baseline, fit_resolution
 from miffi.errors import MiffiError
 from miffi.export import FORMATS, export
-from miffi.intake import TABLE_COLUMNS
+from miffi.intake import TABLE_COLUMNS, TEXT_COLUMNS
+from miffi.textfiles import read_tsv
 from miffi.labels import GROUPS
 from miffi.metrics import METRICS
 from miffi.weightfree import WeightFreeThresholds, predict_metrics
@@ -95,21 +96,41 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
         frame.to_parquet(tmp, index=False)
 
 
+#: Columns of a results table that are names (never parsed as numbers or missing values).
+RESULT_TEXT_COLUMNS = [*TEXT_COLUMNS, "status", "error", "classifier", "category", *GROUPS]
+
+
 def read_results(path: str | Path) -> pd.DataFrame:
     """A results table written by :func:`write_table` (its Parquet copy when present)."""
     path = Path(path)
     parquet = path.with_suffix(".parquet")
     try:
-        return pd.read_parquet(parquet) if parquet.is_file() else pd.read_csv(path, sep="\t")
+        return pd.read_parquet(parquet) if parquet.is_file() else read_tsv(path, RESULT_TEXT_COLUMNS)
     except FileNotFoundError:
         raise MiffiError(f"{path}: results table not found") from None
+    except MiffiError:
+        raise
     except Exception as error:
         raise MiffiError(f"{path}: cannot read results table: {error}") from None
 
 
-def weightfree_predictions(cache: TensorCache, micrographs: Sequence[str],
+def weightfree_predictions(cache: TensorCache, sources: Mapping[str, str],
                            thresholds: WeightFreeThresholds) -> pd.DataFrame:
-    return predict_metrics({m: cache.read_sidecar(m)["square_metrics"] for m in micrographs}, thresholds)
+    """The weight-free classifier on the cached metrics of ``sources`` (micrograph → file)."""
+    metrics = {}
+    for micrograph, source in sources.items():
+        meta = cache.entry(micrograph, source)
+        if meta is None:
+            raise CacheConflict(f"{cache.sidecar_path(micrograph)}: no cache entry made from {source} "
+                                "(replaced by another run sharing this cache?)")
+        metrics[micrograph] = meta["square_metrics"]
+    return predict_metrics(metrics, thresholds)
+
+
+def usable_sources(status: pd.DataFrame) -> dict[str, str]:
+    """Micrograph → file, for the micrographs of a status table that did not fail."""
+    ok = status[status["status"] != "failed"]
+    return dict(zip(ok["micrograph"], ok["path"]))
 
 
 def weightfree_stage(table: pd.DataFrame, cache_dir: str | Path,
@@ -117,10 +138,11 @@ def weightfree_stage(table: pd.DataFrame, cache_dir: str | Path,
     """Weight-free predictions for the preprocessed micrographs of ``table`` (stored per
     micrograph like a model's); returns them and how many were evaluated."""
     cache = TensorCache(cache_dir, PreprocessConfig())
-    usable = cache_status(table, cache).query("status != 'failed'")["micrograph"].tolist()
+    usable = usable_sources(cache_status(table, cache))
     text = json.dumps(dataclasses.asdict(thresholds), sort_keys=True)
     store = Path(cache_dir) / "predictions" / ("weightfree-" + hashlib.sha256(text.encode()).hexdigest()[:12])
-    return predict_reusing(lambda names: weightfree_predictions(cache, names, thresholds), usable, cache, store)
+    return predict_reusing(lambda names: weightfree_predictions(cache, {m: usable[m] for m in names}, thresholds),
+                           list(usable), cache, store)
 
 
 def combine_stage(table: pd.DataFrame, predictions: pd.DataFrame, cache_dir: str | Path,
@@ -130,7 +152,7 @@ def combine_stage(table: pd.DataFrame, predictions: pd.DataFrame, cache_dir: str
     (made by ``model``, or by the weight-free classifier when it is None)."""
     cache = TensorCache(cache_dir, PreprocessConfig())
     status = cache_status(table, cache)
-    usable = status.loc[status["status"] != "failed", "micrograph"].tolist()
+    usable = usable_sources(status)
     categorised = categorise(combine(predictions, rule), categories)
     second_opinion = None
     if model:

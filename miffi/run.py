@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from miffi import atomic
 from miffi.batch import preprocess_table
 from miffi.cache import TensorCache, cache_status, predict_reusing
 from miffi.combine import CategorySettings, categorise, combine
@@ -21,7 +22,8 @@ from miffi.inference import predict
 from miffi.intake import read_micrographs
 from miffi.labels import LABELS
 from miffi.models import load_classifier
-from miffi.results import export_stage, method_name, results_table, weightfree_predictions, write_table
+from miffi.results import (export_stage, method_name, results_table, usable_sources, weightfree_predictions,
+                           write_table)
 from miffi.weightfree import WeightFreeThresholds
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,8 @@ class RunOptions:
     progress: bool = True
     thresholds: WeightFreeThresholds = field(default_factory=WeightFreeThresholds)
     where: Sequence[str] = ()
+    allow_outside_project: bool = False
+    full_hash: bool = False
 
 
 def model_key(options: RunOptions) -> str:
@@ -62,13 +66,14 @@ def infer_stage(table: pd.DataFrame, options: RunOptions) -> tuple[pd.DataFrame,
     :func:`miffi.results.weightfree_stage` does this without torch.)"""
     classifier = load_classifier(options.model, options.arch, options.device)
     cache = TensorCache(options.cache_dir, classifier.config)
-    usable = cache_status(table, cache).query("status != 'failed'")["micrograph"].tolist()
+    usable = usable_sources(cache_status(table, cache))
 
     def run(names: list[str]) -> pd.DataFrame:
-        return predict(classifier, cache, names, options.device, options.batch_size, options.bf16, options.progress)
+        return predict(classifier, cache, names, options.device, options.batch_size, options.bf16, options.progress,
+                       [usable[m] for m in names])
 
     store = Path(options.cache_dir) / "predictions" / model_key(options)
-    return predict_reusing(run, usable, cache, store)
+    return predict_reusing(run, list(usable), cache, store)
 
 
 def run_pipeline(inputs: Sequence[str | Path], outdir: str | Path, options: RunOptions) -> pd.DataFrame:
@@ -80,14 +85,16 @@ def run_pipeline(inputs: Sequence[str | Path], outdir: str | Path, options: RunO
     outdir = Path(outdir)
     classifier = load_classifier(options.model, options.arch, options.device) if options.model else None
     config = classifier.config if classifier else PreprocessConfig()
-    table = read_micrographs(inputs, options.project_dir, options.pixel_size, options.pattern)
-    cache = TensorCache(options.cache_dir or outdir / "cache", config)
+    atomic.ensure_folder(outdir)
+    table = read_micrographs(inputs, options.project_dir, options.pixel_size, options.pattern,
+                             allow_outside_project=options.allow_outside_project)
+    cache = TensorCache(options.cache_dir or outdir / "cache", config, full_hash=options.full_hash)
     status = preprocess_table(table, cache, options.device, progress=options.progress)
-    usable = status.loc[status["status"] != "failed", "micrograph"].tolist()
+    usable = usable_sources(status)
     weightfree = weightfree_predictions(cache, usable, options.thresholds)
     if classifier:
-        predictions = predict(classifier, cache, usable, options.device, options.batch_size, options.bf16,
-                              options.progress)
+        predictions = predict(classifier, cache, list(usable), options.device, options.batch_size, options.bf16,
+                              options.progress, list(usable.values()))
         second_opinion = categorise(combine(weightfree, options.rule), options.categories)
     else:
         predictions, second_opinion = weightfree, None

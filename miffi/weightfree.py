@@ -17,6 +17,8 @@ thresholds live in :class:`WeightFreeThresholds` and were fitted on simulated da
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -51,7 +53,15 @@ class WeightFreeThresholds:
     @classmethod
     def from_mapping(cls, values: Mapping[str, float]) -> WeightFreeThresholds:
         reject_unknown_fields(cls, dict(values), "weight-free threshold(s)")
-        return cls(**{k: float(v) for k, v in values.items()})
+        numbers = {}
+        for key, value in values.items():
+            try:
+                numbers[key] = float(value)
+            except (TypeError, ValueError):
+                numbers[key] = math.nan
+            if isinstance(value, bool) or not math.isfinite(numbers[key]):
+                raise ValueError(f"threshold {key}: {value!r} is not a finite number")
+        return cls(**numbers)
 
 
 def square_probabilities(m: Mapping[str, float], t: WeightFreeThresholds) -> np.ndarray:

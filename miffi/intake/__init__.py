@@ -33,6 +33,7 @@ from miffi.intake.cryosparc import read_cs, read_csg
 from miffi.intake.files import expand_glob, is_glob, read_directory, read_list, single_file
 from miffi.intake.relion import read_relion
 from miffi.mrc import read_header
+from miffi.textfiles import read_tsv
 
 log = logging.getLogger(__name__)
 
@@ -71,24 +72,55 @@ def resolve_root(raw_paths: Sequence[str], source: Path, project_dir: Path | Non
 
 
 def unique_ids(paths: Sequence[str]) -> list[str]:
-    """File stems, with as many parent folders prefixed (joined by ``__``) as make them unique.
+    """File stems, made unique: as many parent folders prefixed (joined by ``__``) as tell
+    colliding stems apart, then the file's suffix (``x.mrc`` + ``x.mrcs``), then a counter.
 
-    ``paths`` must be distinct absolute paths.
+    Ids are compared without case, so their cache files stay distinct on case-insensitive
+    file systems too (``y.mrc`` + ``y.MRC`` give ``y_mrc~1`` and ``y_MRC~2``). ``paths``
+    must be distinct absolute paths.
     """
     folders = [Path(p).parent.parts[1:] for p in paths]
-    ids = [Path(p).stem for p in paths]
-    depth = 0
-    while len(set(ids)) < len(ids):
-        depth += 1
-        counts = Counter(ids)
-        ids = [
-            "__".join([*folders[i][-depth:], Path(p).stem]) if counts[name] > 1 else name
-            for i, (p, name) in enumerate(zip(paths, ids))
-        ]
+    stems = [Path(p).stem for p in paths]
+
+    def clashing(ids: list[str]) -> set[int]:
+        counts = Counter(i.casefold() for i in ids)
+        return {k for k, i in enumerate(ids) if counts[i.casefold()] > 1}
+
+    ids = list(stems)
+    for depth in range(1, max((len(f) for f in folders), default=0) + 1):
+        clash = clashing(ids)
+        if not clash:
+            return ids
+        ids = ["__".join([*folders[k][-depth:], stems[k]]) if k in clash else i for k, i in enumerate(ids)]
+    for k in clashing(ids):
+        ids[k] = f"{ids[k]}_{Path(paths[k]).suffix.lstrip('.')}"
+    taken = Counter(i.casefold() for i in ids)
+    seen: Counter[str] = Counter()
+    for k in sorted(clashing(ids)):
+        key = ids[k].casefold()
+        seen[key] += 1
+        candidate = f"{ids[k]}~{seen[key]}"
+        while candidate.casefold() in taken:
+            seen[key] += 1
+            candidate = f"{ids[k]}~{seen[key]}"
+        taken[candidate.casefold()] += 1
+        ids[k] = candidate
     return ids
 
 
-def _read_one(text: str, project_dir: Path | None, pattern: str) -> pd.DataFrame:
+def check_inside(paths: Sequence[str], root: Path, source: Path) -> None:
+    """Refuse entries of ``source`` that lie outside its project directory ``root``
+    (``../../etc/passwd``, or an absolute path elsewhere). Judged on the path as written,
+    so symbolic links inside the project (``Movies -> /data/...``) are fine."""
+    base = os.path.normpath(root)
+    for number, raw in enumerate(paths, start=1):
+        full = os.path.normpath(os.path.join(base, raw))
+        if os.path.commonpath([base, full]) != base:
+            raise InputError(source, f"row {number}: {raw!r} lies outside the project directory {base}; "
+                                     "give the right --project-dir, or --allow-outside-project if this is meant")
+
+
+def _read_one(text: str, project_dir: Path | None, pattern: str, allow_outside: bool) -> pd.DataFrame:
     path = Path(text)
     if path.is_dir():
         table = read_directory(path, pattern)
@@ -102,6 +134,8 @@ def _read_one(text: str, project_dir: Path | None, pattern: str) -> pd.DataFrame
         reader = TABLE_READERS.get(path.suffix.lower(), read_list)
         table = reader(path)
         root = resolve_root(list(table["raw_path"]), path, project_dir)
+        if reader is not read_list and not allow_outside:
+            check_inside(list(table["raw_path"]), root, path)
         table["raw_path"] = [str(root / p) for p in table["raw_path"]]
     table["input"] = str(path.absolute()) if path.exists() else text
     table["input_row"] = np.arange(len(table))
@@ -155,10 +189,12 @@ def write_table(table: pd.DataFrame, path: str | Path) -> None:
     atomic.write_text(path, table.to_csv(sep="\t", index=False))
 
 
+#: Columns of a micrograph table that are names, never numbers or missing values.
+TEXT_COLUMNS = ["micrograph", "path", "input", "input_block", "optics_group", "pixel_size_source"]
+
+
 def read_table(path: Path) -> pd.DataFrame:
-    table = pd.read_csv(path, sep="\t", dtype={"micrograph": str, "path": str, "input": str,
-                                              "input_block": str, "optics_group": str},
-                        keep_default_na=True)
+    table = read_tsv(path, TEXT_COLUMNS, "micrograph table")
     missing = [c for c in TABLE_COLUMNS if c not in table]
     if missing:
         raise InputError(path, f"not a micrograph table written by `miffi intake` (missing {missing})")
@@ -173,6 +209,7 @@ def read_micrographs(
     pixel_size: float | None = None,
     pattern: str = "*.mrc",
     read_headers: bool = True,
+    allow_outside_project: bool = False,
 ) -> pd.DataFrame:
     """Read star/cs/csg/list files, globs, directories and MRC paths into one table.
 
@@ -189,6 +226,9 @@ def read_micrographs(
         Glob pattern for inputs that are directories.
     read_headers
         Read each MRC header for shape and header pixel size (about 0.1 ms a file).
+    allow_outside_project
+        Accept star/cs/csg entries outside the project directory (refused by default:
+        see :func:`check_inside`).
     """
     if not inputs:
         raise InputError("<inputs>", "no input given")
@@ -200,7 +240,7 @@ def read_micrographs(
     if pixel_size is not None and not pixel_size > 0:
         raise InputError("--pixel-size", f"must be > 0, got {pixel_size}")
     root = Path(project_dir) if project_dir is not None else None
-    table = pd.concat([_read_one(str(i), root, pattern) for i in inputs], ignore_index=True)
+    table = pd.concat([_read_one(str(i), root, pattern, allow_outside_project) for i in inputs], ignore_index=True)
     table["path"] = [os.path.abspath(p) for p in table["raw_path"]]
     duplicated = table["path"].duplicated()
     if duplicated.any():

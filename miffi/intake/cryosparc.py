@@ -2,25 +2,53 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from cryosparc.dataset import Dataset
 
 from miffi.errors import InputError
+from miffi.textfiles import read_yaml_mapping
 
 PATH_FIELD = "micrograph_blob/path"
 
 
-def _load_dataset(path: Path) -> Dataset:
+def _check_npy_size(path: Path) -> None:
+    """A .cs file in NumPy format must hold the rows its header claims (checked before
+    loading, so a damaged header cannot make us allocate what it claims)."""
+    with open(path, "rb") as handle:
+        if handle.read(6) != b"\x93NUMPY":
+            return
+        handle.seek(0)
+        try:
+            version = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(handle)
+        except (ValueError, SyntaxError, TypeError) as exc:
+            raise InputError(path, f"damaged .cs header ({exc})") from None
+        claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        available = os.fstat(handle.fileno()).st_size - handle.tell()
+    if dtype.hasobject:
+        raise InputError(path, "holds Python objects (a .cs file holds plain fields only)")
+    if claimed > available:
+        raise InputError(path, f"truncated or damaged: its header claims {shape[0] if shape else 0} rows "
+                               f"({claimed} bytes) but the file holds {available} bytes of data")
+
+
+def load_dataset(path: Path, referenced_by: Path | None = None) -> Dataset:
+    """A cryoSPARC .cs file; ``referenced_by`` names the .csg that points at it."""
+    if not path.is_file():
+        if referenced_by is not None:
+            raise InputError(referenced_by, f"refers to a missing .cs file: {path}")
+        raise InputError(path, "file not found")
+    _check_npy_size(path)
     try:
         return Dataset.load(str(path))
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
     except Exception as exc:  # cryosparc-tools raises assorted errors on bad files
-        raise InputError(path, f"not a readable cryoSPARC .cs file ({exc})") from None
+        raise InputError(path, f"not a readable cryoSPARC .cs file ({type(exc).__name__}: {exc})") from None
 
 
 def _to_frame(dataset: Dataset) -> pd.DataFrame:
@@ -53,18 +81,13 @@ def _exposure_table(dataset: Dataset, path: Path) -> pd.DataFrame:
 
 def read_cs(path: Path) -> pd.DataFrame:
     """Rows of an exposures ``.cs`` file with ``raw_path``, pixel size and shape added."""
-    return _exposure_table(_load_dataset(path), path)
+    return _exposure_table(load_dataset(path), path)
 
 
 def csg_metafiles(path: Path) -> list[Path]:
     """The distinct ``.cs`` files a ``.csg`` refers to (``>`` = relative to the .csg)."""
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"not a readable .csg file ({exc})") from None
-    results = document.get("results") if isinstance(document, dict) else None
+    document = read_yaml_mapping(path, "cryoSPARC .csg file")
+    results = document.get("results")
     if not isinstance(results, dict) or not results:
         raise InputError(path, "no 'results' section (is this a cryoSPARC .csg file?)")
     files: list[Path] = []
@@ -80,7 +103,7 @@ def csg_metafiles(path: Path) -> list[Path]:
 
 def read_csg(path: Path) -> pd.DataFrame:
     """Exposures of a ``.csg``: its ``.cs`` files joined on ``uid``."""
-    datasets = [_load_dataset(cs) for cs in csg_metafiles(path)]
+    datasets = [load_dataset(cs, path) for cs in csg_metafiles(path)]
     try:
         merged = Dataset.innerjoin_many(*datasets)
     except Exception as exc:

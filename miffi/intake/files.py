@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from miffi.errors import InputError
+from miffi.textfiles import read_text
 
 GLOB_CHARACTERS = set("*?[")
 
@@ -21,13 +22,9 @@ def _frame(paths: list[str]) -> pd.DataFrame:
 
 
 def read_list(path: Path) -> pd.DataFrame:
-    """One path per line; blank lines and ``#`` comments are skipped."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except UnicodeDecodeError:
-        raise InputError(path, "is not a UTF-8 text list of micrograph paths") from None
+    """One path per line; blank lines and ``#`` comments are skipped (Windows line ends and
+    a byte-order mark too)."""
+    lines = read_text(path, "list of micrograph paths").splitlines()
     paths = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not paths:
         raise InputError(path, "list contains no micrograph paths")

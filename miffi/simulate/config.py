@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from miffi.config import reject_unknown_fields
 from miffi.labels import GROUPS
+from miffi.textfiles import read_yaml_mapping
 
 
 @dataclass(frozen=True)
@@ -93,9 +92,7 @@ class SimulationConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> SimulationConfig:
         """Read a YAML file whose keys are this class's fields (any subset)."""
-        data: Any = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of simulation settings")
+        data: Any = read_yaml_mapping(path, "simulation settings file")
         try:
             reject_unknown_fields(cls, data, "simulation setting(s)")
         except ValueError as exc:
