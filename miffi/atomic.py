@@ -85,8 +85,12 @@ def write_text(path: str | Path, text: str) -> None:
 
 def save_npy(path: str | Path, array: np.ndarray) -> os.stat_result:
     """Save ``array``; returns the written file's status (its inode and mtime survive the rename)."""
+    array = np.ascontiguousarray(array)
     with atomic_open(path, "wb") as handle:
-        np.save(handle, array, allow_pickle=False)
+        # The .npy format, written through Python's file object: np.save's own short-write
+        # error carries no errno, so a full disk would not read as one.
+        np.lib.format.write_array_header_1_0(handle, np.lib.format.header_data_from_array_1_0(array))
+        handle.write(memoryview(array).cast("B"))
         handle.flush()
         written = os.fstat(handle.fileno())
     return written

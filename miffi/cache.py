@@ -44,8 +44,10 @@ from miffi.squares import SquareLayout
 
 #: Columns of a preprocessing status table (``preprocess.tsv``), metrics included.
 STATUS_COLUMNS = ["micrograph", "path", "status", "error", "squares", "pixel_size", "seconds", *metrics.METRICS]
+#: Why an entry can belong to another file, and what to do about it.
+SHARED_NAME = "another dataset with a micrograph of the same name shares this cache: give each its own --cache"
 #: How often a reader retries while another run replaces an entry.
-READ_ATTEMPTS = 20
+READ_ATTEMPTS = 8
 
 
 class CacheConflict(MiffiError):
@@ -190,9 +192,7 @@ class TensorCache:
                                  f"expected {self.config.to_dict()}")
             made_from = (meta.get("source", {}).get("fingerprint") or {}).get("path")
             if source is not None and made_from != _resolved(source):
-                raise CacheConflict(f"{path}: cache entry was made from {made_from}, not {source} "
-                                    "(another dataset with the same micrograph name shares this cache; "
-                                    "give each its own --cache)")
+                raise CacheConflict(f"{path}: cache entry was made from {made_from}, not {source} ({SHARED_NAME})")
             try:
                 with open(path, "rb") as handle:
                     if _stamp(os.fstat(handle.fileno())) == meta["tensor"].get("stamp"):
@@ -218,8 +218,8 @@ def cache_status(table: pd.DataFrame, cache: TensorCache) -> pd.DataFrame:
         found = cache.read_sidecar(micrograph) or {}
         error = found.get("error", "not preprocessed")
         if found.get("status") == "ok":
-            error = (f"cache entry {cache.sidecar_path(micrograph)} was made from another file "
-                     f"({found.get('source', {}).get('path')}); give each dataset its own cache")
+            error = (f"cache entry {cache.sidecar_path(micrograph)} was made from "
+                     f"{found.get('source', {}).get('path')} ({SHARED_NAME})")
         rows.append({"micrograph": micrograph, "path": path, "status": "failed", "error": error})
     out = pd.DataFrame(rows).reindex(columns=STATUS_COLUMNS)
     out["squares"] = out["squares"].astype("Int64")

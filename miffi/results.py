@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from miffi import atomic
-from miffi.cache import CacheConflict, TensorCache, cache_status, predict_reusing
+from miffi.cache import SHARED_NAME, CacheConflict, TensorCache, cache_status, predict_reusing
 from miffi.combine import CategorySettings, categorise, combine
 from miffi.config import PreprocessConfig
 from miffi.ctf_baseline import ctf_baseline, fit_resolution
@@ -121,8 +121,7 @@ def weightfree_predictions(cache: TensorCache, sources: Mapping[str, str],
     for micrograph, source in sources.items():
         meta = cache.entry(micrograph, source)
         if meta is None:
-            raise CacheConflict(f"{cache.sidecar_path(micrograph)}: no cache entry made from {source} "
-                                "(replaced by another run sharing this cache?)")
+            raise CacheConflict(f"{cache.sidecar_path(micrograph)}: no cache entry made from {source} ({SHARED_NAME})")
         metrics[micrograph] = meta["square_metrics"]
     return predict_metrics(metrics, thresholds)
 
