@@ -8,13 +8,13 @@ rule combine:
         parquet=f"{OUT}/{{dataset}}/results.parquet",
     params:
         cache=lambda w: f"{OUT}/{w.dataset}/cache",
-        model=lambda w: f"--model {model_path(w)}" if model_path(w) else "",
+        model=lambda w: option("model", model_path(w)),
         rule=lambda w: setting(w, "rule"),
         good=lambda w: setting(w, "good_threshold"),
         bad=lambda w: setting(w, "bad_threshold"),
     log:
         f"{OUT}/{{dataset}}/logs/combine.log",
     shell:
-        "{MIFFI} combine {input.table} --cache {params.cache} --predictions {input.predictions} "
-        "--out {output.results} {params.model} --rule '{params.rule}' --good-threshold {params.good} "
-        "--bad-threshold '{params.bad}' > {log} 2>&1"
+        "{MIFFI} combine {input.table:q} --cache={params.cache:q} --out={output.results:q} {params.model:q} "
+        "--rule={params.rule:q} --good-threshold={params.good:q} --bad-threshold={params.bad:q} "
+        "--predictions {input.predictions:q} > {log:q} 2>&1"

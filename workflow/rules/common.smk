@@ -1,14 +1,33 @@
 # Configuration, validated on load, and the input functions of the rules.
+#
+# Quoting: every value that reaches a shell command is quoted there with Snakemake's `:q`
+# (a list param is quoted element by element; an empty list adds nothing), and options take
+# their value as `--name=VALUE`, so a value that starts with `-` is not read as an option.
 
 import glob
-import shlex
+import os
+import re
 
 import pandas as pd
 from snakemake.utils import validate
 
+#: Dataset and model names: they are folder names, wildcards and report titles.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+# Names first, with a plainer message than the schema's (which checks them too).
+for _section in ("datasets", "train"):
+    _names = config.get(_section)
+    for _name in _names if isinstance(_names, dict) else ():
+        if not re.fullmatch(NAME_PATTERN, str(_name)):
+            raise ValueError(f"{_section}.{_name}: {str(_name)!r} is not a valid name "
+                             f"(letters, digits, '_', '.', '-', starting with a letter or digit: {NAME_PATTERN})")
+
 validate(config, "../schemas/config.schema.yaml")
 
 OUT = config["outdir"].rstrip("/")
+if re.search(r"[{}]", OUT) or OUT.startswith("-"):
+    raise ValueError(f"outdir: {config['outdir']!r} may not contain '{{' or '}}' (Snakemake reads them as "
+                     "wildcards) or start with '-'")
 DATASETS = config["datasets"]
 TRAIN = config.get("train") or {}
 TRAINED = "trained:"
@@ -35,6 +54,14 @@ def dataset_sources(wildcards):
     return DATASETS[wildcards.dataset]["input"]
 
 
+def carried(paths):
+    """The paths Snakemake can take as input files. It reads `{...}` in a file name as a
+    wildcard (`a{b}.mrc` fails, `a{dataset}.mrc` becomes another name), and `{{` is no
+    escape there, so files with braces are left out: the commands still get them (from the
+    tables, or as params); only a change to such a file re-runs nothing."""
+    return [p for p in paths if "{" not in p and "}" not in p]
+
+
 def dataset_inputs(wildcards):
     """The input files, globs expanded: a micrograph added to a globbed folder re-runs
     intake (a glob matching nothing stays, so Snakemake reports it as missing)."""
@@ -42,7 +69,7 @@ def dataset_inputs(wildcards):
     for source in dataset_sources(wildcards):
         matches = sorted(glob.glob(source)) if glob.has_magic(source) else []
         files += matches or [source]
-    return files
+    return carried(files)
 
 
 def has_labels(dataset):
@@ -64,6 +91,10 @@ def dataset_labels(wildcards):
     return labels_of(wildcards.dataset)
 
 
+def labels_input(wildcards):
+    return carried([labels_of(wildcards.dataset)])
+
+
 def chunk_table(wildcards):
     """The table of one chunk, written by intake (known once intake has run)."""
     checkpoints.intake.get(dataset=wildcards.dataset)
@@ -71,8 +102,12 @@ def chunk_table(wildcards):
 
 
 def chunk_micrographs(wildcards):
-    """The micrograph files of one chunk: a changed micrograph re-runs its chunk."""
-    return pd.read_csv(chunk_table(wildcards), sep="\t", usecols=["path"])["path"].tolist()
+    """The micrograph files of one chunk: a changed micrograph re-runs its chunk. Paths are
+    read as text (no NaN or numbers: `NA.mrc`, `null`, `1e3` stay what they are). A missing
+    file is left to preprocess, which records it as failed while the others go on (it re-runs
+    the chunk when the file appears)."""
+    table = pd.read_csv(chunk_table(wildcards), sep="\t", usecols=["path"], dtype=str, keep_default_na=False)
+    return [path for path in carried(table["path"]) if os.path.exists(path)]
 
 
 def model_path(wildcards):
@@ -85,12 +120,18 @@ def model_path(wildcards):
 
 def model_input(wildcards):
     model = model_path(wildcards)
-    return [model] if model else []
+    return carried([model]) if model else []
 
 
 def model_options(wildcards):
+    """`--model=PATH --arch=ARCH` for a dataset with a model; none for the weight-free classifier."""
     model = model_path(wildcards)
-    return f"--model {model} --arch {setting(wildcards, 'arch')}" if model else ""
+    return [f"--model={model}", f"--arch={setting(wildcards, 'arch')}"] if model else []
+
+
+def option(name, value):
+    """`[--name=VALUE]`, or no option when the value is unset (None or empty)."""
+    return [f"--{name}={value}"] if value is not None and value != "" else []
 
 
 TRAIN_OPTIONS = ("preset", "arch", "channels", "epochs", "batch_size", "lr", "min_lr", "weight_decay",
@@ -100,8 +141,7 @@ TRAIN_OPTIONS = ("preset", "arch", "channels", "epochs", "batch_size", "lr", "mi
 def train_options(wildcards):
     """Command-line options of `miffi train` from the model's train settings."""
     settings = TRAIN[wildcards.model]
-    return " ".join(f"--{key.replace('_', '-')} {shlex.quote(str(settings[key]))}"
-                    for key in TRAIN_OPTIONS if settings.get(key) is not None)
+    return [f"--{key.replace('_', '-')}={settings[key]}" for key in TRAIN_OPTIONS if settings.get(key) is not None]
 
 
 def chunks(dataset):

@@ -9,4 +9,4 @@ rule export:
     log:
         f"{OUT}/{{dataset}}/logs/export.log",
     shell:
-        "{MIFFI} export {input} --outdir {output} --formats {params.formats} > {log} 2>&1"
+        "{MIFFI} export {input:q} --outdir={output:q} --formats={params.formats:q} > {log:q} 2>&1"

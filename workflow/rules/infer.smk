@@ -22,5 +22,5 @@ rule infer:
     benchmark:
         f"{OUT}/{{dataset}}/benchmarks/infer_{{chunk}}.tsv"
     shell:
-        "{MIFFI} infer {input.table} --cache {params.cache} --out {output} --device {params.device} "
-        "{params.model} --no-progress > {log} 2>&1"
+        "{MIFFI} infer {input.table:q} --cache={params.cache:q} --out={output:q} --device={params.device:q} "
+        "{params.model:q} --no-progress > {log:q} 2>&1"

@@ -7,15 +7,13 @@ checkpoint intake:
     output:
         table=f"{OUT}/{{dataset}}/micrographs.micrographs.tsv",
     params:
-        sources=lambda w: " ".join(shlex.quote(s) for s in dataset_sources(w)),
+        sources=dataset_sources,
         chunks=lambda w: setting(w, "chunks"),
         chunk_dir=lambda w: f"{OUT}/{w.dataset}/chunks",
-        options=lambda w: " ".join(
-            [f"--project-dir {setting(w, 'project_dir')}" if setting(w, "project_dir") else "",
-             f"--pixel-size {setting(w, 'pixel_size')}" if setting(w, "pixel_size") else ""]
-        ),
+        options=lambda w: option("project-dir", setting(w, "project_dir")) + option("pixel-size", setting(w, "pixel_size"))
+        + (["--allow-outside-project"] if setting(w, "allow_outside_project") else []),
     log:
         f"{OUT}/{{dataset}}/logs/intake.log",
     shell:
-        "mkdir -p {params.chunk_dir} && {MIFFI} intake {params.sources} --out {output.table} --chunks {params.chunks} "
-        "--chunk-dir {params.chunk_dir} {params.options} > {log} 2>&1"
+        "mkdir -p {params.chunk_dir:q} && {MIFFI} intake --out={output.table:q} --chunks={params.chunks:q} "
+        "--chunk-dir={params.chunk_dir:q} {params.options:q} -- {params.sources:q} > {log:q} 2>&1"

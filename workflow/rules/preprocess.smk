@@ -18,5 +18,5 @@ rule preprocess:
     benchmark:
         f"{OUT}/{{dataset}}/benchmarks/preprocess_{{chunk}}.tsv"
     shell:
-        "{MIFFI} preprocess {input.table} --out {params.cache} --status {output} --channels {params.channels} "
-        "--device cpu --no-progress > {log} 2>&1 || test -s {output}"
+        "{MIFFI} preprocess {input.table:q} --out={params.cache:q} --status={output:q} "
+        "--channels={params.channels:q} --device=cpu --no-progress > {log:q} 2>&1 || test -s {output:q}"

@@ -3,7 +3,7 @@ rule evaluate:
     confusion matrices). Datasets with labels only (simulated ones always have them)."""
     input:
         results=f"{OUT}/{{dataset}}/results.tsv",
-        labels=dataset_labels,
+        labels=labels_input,
     output:
         evaluation=f"{OUT}/{{dataset}}/evaluation/evaluation.json",
         matched=f"{OUT}/{{dataset}}/evaluation/matched.tsv",
@@ -11,13 +11,14 @@ rule evaluate:
         figures=report(directory(f"{OUT}/{{dataset}}/evaluation/figures"), patterns=["{name}.png"],
                        caption="../report/confusion.rst", category="{dataset}", subcategory="accuracy"),
     params:
-        column=lambda w: f"--label-column {setting(w, 'label_column')}" if setting(w, "label_column") else "",
+        labels=dataset_labels,
+        column=lambda w: option("label-column", setting(w, "label_column")),
         folder=lambda w: f"{OUT}/{w.dataset}/evaluation",
     log:
         f"{OUT}/{{dataset}}/logs/evaluate.log",
     shell:
-        "{MIFFI} evaluate --results {input.results} --labels {input.labels} {params.column} "
-        "--dataset {wildcards.dataset} --out {params.folder} > {log} 2>&1"
+        "{MIFFI} evaluate --results={input.results:q} --labels={params.labels:q} {params.column:q} "
+        "--dataset={wildcards.dataset:q} --out={params.folder:q} > {log:q} 2>&1"
 
 
 rule report:
@@ -32,12 +33,13 @@ rule report:
                        caption="../report/figures.rst", category="{dataset}", subcategory="figures"),
     params:
         cache=lambda w: f"{OUT}/{w.dataset}/cache",
-        evaluation=lambda w: f"--evaluation {OUT}/{w.dataset}/evaluation" if has_labels(w.dataset) else "",
+        evaluation=lambda w: option("evaluation", f"{OUT}/{w.dataset}/evaluation") if has_labels(w.dataset) else [],
+        title=lambda w: f"Miffi report: {w.dataset}",
     log:
         f"{OUT}/{{dataset}}/logs/report.log",
     shell:
-        "{MIFFI} report --results {input.results} {params.evaluation} --cache {params.cache} "
-        "--title 'Miffi report: {wildcards.dataset}' --figures {output.figures} --out {output.html} > {log} 2>&1"
+        "{MIFFI} report --results={input.results:q} {params.evaluation:q} --cache={params.cache:q} "
+        "--title={params.title:q} --figures={output.figures:q} --out={output.html:q} > {log:q} 2>&1"
 
 
 rule summary:
@@ -50,10 +52,10 @@ rule summary:
         figures=report(directory(f"{OUT}/summary_figures"), patterns=["{name}.png"],
                        caption="../report/summary.rst", category="summary"),
     params:
-        evaluations=" ".join(f"{OUT}/{d}/evaluation" for d in LABELLED),
-        links=" ".join(f"--link {d}={d}/report.html" for d in LABELLED),
+        evaluations=[f"{OUT}/{d}/evaluation" for d in LABELLED],
+        links=[f"--link={d}={d}/report.html" for d in LABELLED],
     log:
         f"{OUT}/logs/summary.log",
     shell:
-        "{MIFFI} report --summary --evaluation {params.evaluations} {params.links} "
-        "--figures {output.figures} --out {output.html} > {log} 2>&1"
+        "{MIFFI} report --summary {params.links:q} --figures={output.figures:q} --out={output.html:q} "
+        "--evaluation {params.evaluations:q} > {log:q} 2>&1"

@@ -14,5 +14,5 @@ rule simulate:
     benchmark:
         f"{OUT}/{{dataset}}/benchmarks/simulate.tsv"
     shell:
-        "{MIFFI} simulate --out {params.folder} --n {params.n} --detector {params.detector} "
-        "--seed {params.seed} --no-progress > {log} 2>&1"
+        "{MIFFI} simulate --out={params.folder:q} --n={params.n:q} --detector={params.detector:q} "
+        "--seed={params.seed:q} --no-progress > {log:q} 2>&1"

@@ -4,7 +4,7 @@ rule train:
     curves under models/NAME/; an interrupted run resumes where it stopped."""
     input:
         table=lambda w: f"{OUT}/{TRAIN[w.model]['dataset']}/micrographs.micrographs.tsv",
-        labels=lambda w: labels_of(TRAIN[w.model]["dataset"]),
+        labels=lambda w: carried([labels_of(TRAIN[w.model]["dataset"])]),
     output:
         model=f"{OUT}/models/{{model}}/best.safetensors",
         log=f"{OUT}/models/{{model}}/log.tsv",
@@ -12,6 +12,7 @@ rule train:
                        caption="../report/train.rst", category="training", subcategory="{model}"),
     params:
         folder=lambda w: f"{OUT}/models/{w.model}",
+        labels=lambda w: labels_of(TRAIN[w.model]["dataset"]),
         options=train_options,
     threads: 2
     resources:
@@ -23,5 +24,5 @@ rule train:
     benchmark:
         f"{OUT}/benchmarks/train_{{model}}.tsv"
     shell:
-        "{MIFFI} train {input.table} --labels {input.labels} --out {params.folder} --resume "
-        "{params.options} --no-progress > {log} 2>&1"
+        "{MIFFI} train {input.table:q} --labels={params.labels:q} --out={params.folder:q} --resume "
+        "{params.options:q} --no-progress > {log:q} 2>&1"
