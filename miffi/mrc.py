@@ -27,7 +27,7 @@ MIN_SIDE = 32
 
 
 #: Largest image accepted (megapixels); EER super-resolution frames are 67 MP, atlases more.
-MAX_PIXELS = 128 * 2**20
+MAX_PIXELS = 128_000_000
 #: Leading bytes of files that are sometimes named .mrc, and what they are.
 OTHER_FORMATS = {
     b"\x1f\x8b": "a gzip-compressed file, not an MRC file (decompress it first, e.g. gunzip)",
@@ -109,10 +109,6 @@ def read_header(path: str | Path) -> MrcHeader:
         raise MicrographError(path, f"header has invalid dimensions {nx}×{ny}×{nz}")
     if nz > 1:
         raise MicrographError(path, f"is a stack of {nz} sections; expected one 2D micrograph")
-    if nx * ny > MAX_PIXELS:
-        raise MicrographError(path, f"image of {nx}×{ny} pixels ({nx * ny / 1e6:.0f} megapixels) is larger than "
-                                    f"miffi takes ({MAX_PIXELS / 1e6:.0f} megapixels): a montage or atlas, "
-                                    "not a single exposure?")
     itemsize = np.dtype(SUPPORTED_MODES[mode]).itemsize
     needed = HEADER_BYTES + max(int(header.nsymbt), 0) + nx * ny * nz * itemsize
     if size < needed:
@@ -121,6 +117,10 @@ def read_header(path: str | Path) -> MrcHeader:
             f"truncated or corrupt: header claims {nx}×{ny}×{nz} {SUPPORTED_MODES[mode]} values "
             f"({needed} bytes with headers) but the file has {size} bytes",
         )
+    if nx * ny > MAX_PIXELS:
+        raise MicrographError(path, f"image of {nx}×{ny} pixels ({nx * ny / 1e6:.0f} megapixels) is larger than "
+                                    f"miffi takes ({MAX_PIXELS / 1e6:.0f} megapixels): a montage or atlas, "
+                                    "not a single exposure?")
     if min(nx, ny) < MIN_SIDE:
         raise MicrographError(path, f"image of {nx}×{ny} pixels is too small to be a micrograph")
     pixel_size = voxel if math.isfinite(voxel) and voxel > 0 else None

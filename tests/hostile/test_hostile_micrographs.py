@@ -57,7 +57,7 @@ def _cases(good: bytes) -> dict[str, tuple[bytes | None, str]]:
         "short.mrc": (good[:100], "too short for an MRC header (100 bytes < 1024)"),
         "truncated.mrc": (good[: len(good) // 2], "truncated or corrupt"),
         "liar.mrc": (_lying_header(good, 10000, 10000), "header claims 10000×10000×1 float32 values"),
-        "huge_liar.mrc": (_lying_header(good, 60000, 60000), "a montage or atlas, not a single exposure?"),
+        "huge_liar.mrc": (_lying_header(good, 60000, 60000), "header claims 60000×60000×1 float32 values"),
         "tiny.mrc": (None, "is too small to be a micrograph"),
         "stack.mrc": (None, "is a stack of 3 sections"),
         "nan.mrc": (None, "contains NaN or Inf values"),
