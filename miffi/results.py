@@ -105,7 +105,7 @@ def read_results(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     parquet = path.with_suffix(".parquet")
     try:
-        return pd.read_parquet(parquet) if parquet.is_file() else read_tsv(path, RESULT_TEXT_COLUMNS)
+        return pd.read_parquet(parquet) if parquet.is_file() else read_tsv(path, RESULT_TEXT_COLUMNS, "results table")
     except FileNotFoundError:
         raise MiffiError(f"{path}: results table not found") from None
     except MiffiError:
