@@ -31,21 +31,21 @@ def inputs(tmp_path_factory):
     return folder
 
 
+def _mounted(target: Path, options: str):
+    _mount(target, options)
+    yield target
+    subprocess.run(["umount", "-l", str(target)], check=False)
+
+
 @pytest.fixture
 def full_disk(tmp_path):
     """A 3 MB file system: room for two cached tensors (1.2 MB each), not six."""
-    target = tmp_path / "small"
-    _mount(target, "size=3m")
-    yield target
-    subprocess.run(["umount", "-l", str(target)], check=False)
+    yield from _mounted(tmp_path / "small", "size=3m")
 
 
 @pytest.fixture
 def read_only(tmp_path):
-    target = tmp_path / "ro"
-    _mount(target, "size=1m,ro")
-    yield target
-    subprocess.run(["umount", "-l", str(target)], check=False)
+    yield from _mounted(tmp_path / "ro", "size=1m,ro")
 
 
 def _no_half_written(folder: Path) -> None:
