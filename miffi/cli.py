@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from miffi import __version__
 from miffi.download import DEFAULT_MODELS, RECORD_URL
 from miffi.errors import REPORT_TO, MiffiError, output_error
 
 log = logging.getLogger("miffi")
+T = TypeVar("T")
 
 
 def _positive_float(text: str) -> float:
@@ -27,6 +30,58 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
     return value
+
+
+def _option_type(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type whose ValueError (the core's check) becomes the option's error, so
+    a bad value fails while the arguments are parsed, before any work."""
+
+    @functools.wraps(parse)
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+@_option_type
+def _rule(text: str) -> str:
+    from miffi.combine import group_rules
+
+    group_rules(text)
+    return text
+
+
+@_option_type
+def _confidence(text: str) -> float:
+    from miffi.combine import check_threshold
+
+    return check_threshold(text)
+
+
+@_option_type
+def _bad_thresholds(text: str) -> dict[str, float]:
+    from miffi.combine import parse_thresholds
+
+    return parse_thresholds(text)
+
+
+@_option_type
+def _formats(text: str) -> list[str]:
+    from miffi.export import check_formats
+
+    return check_formats(text)
+
+
+@_option_type
+def _categories(text: str) -> list[str]:
+    """Names any export can write; whether the confidence halves exist (--split-confidence)
+    is checked before anything is read or written (miffi run) or written (miffi export)."""
+    from miffi.export import check_categories
+
+    return check_categories(text, split_confidence=True)
 
 
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,21 +147,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _thresholds(text: str) -> dict[str, float]:
-    """``0.8`` (all groups) or ``film=0.8,drift=0.9``."""
-    from miffi.labels import GROUPS
-
-    if "=" not in text:
-        return {group: float(text) for group in GROUPS}
-    values = {}
-    for part in text.split(","):
-        group, _, value = part.partition("=")
-        if group.strip() not in GROUPS:
-            raise argparse.ArgumentTypeError(f"unknown group {group.strip()!r} (groups: {', '.join(GROUPS)})")
-        values[group.strip()] = float(value)
-    return {**{group: 0.7 for group in GROUPS}, **values}
-
-
 def _load_thresholds(path: Path | None):
     """Weight-free classifier thresholds: the defaults, or those in a YAML file."""
     from miffi.weightfree import WeightFreeThresholds
@@ -124,9 +164,8 @@ def _load_thresholds(path: Path | None):
 
 def _decisions(args: argparse.Namespace):
     """Combination rule, category settings and weight-free thresholds (no torch needed)."""
-    from miffi.combine import CategorySettings, group_rules
+    from miffi.combine import CategorySettings
 
-    group_rules(args.rule)  # fail on a bad rule before any work
     thresholds = _load_thresholds(args.thresholds)
     bad_crystallinity = ("major_crystalline",) if args.minor_crystalline_good else \
         ("minor_crystalline", "major_crystalline")
@@ -154,11 +193,20 @@ def _run_options(args: argparse.Namespace):
     if categories is not None:
         options.categories = categories
     if hasattr(args, "formats"):
-        options.formats = args.formats.split(",")
-        options.export_categories = args.categories.split(",") if args.categories else None
+        options.formats = args.formats
+        options.export_categories = args.categories
         options.split_confidence = args.split_confidence
         options.where = args.where
+        options.microscope = _microscope(args)
+        options.cryosparc_project_dir = args.cryosparc_project_dir
     return options
+
+
+def _microscope(args: argparse.Namespace):
+    """The optics the user states for inputs that do not (checked before any work)."""
+    from miffi.microscope import Microscope
+
+    return Microscope(args.voltage, args.cs, args.amplitude_contrast)
 
 
 def _report(results, where: Path) -> int:
@@ -241,9 +289,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from miffi.results import export_stage, read_results
 
+    microscope = _microscope(args)
     results = read_results(args.results)
-    export_stage(results, args.outdir, args.formats.split(","),
-                 args.categories.split(",") if args.categories else None, args.split_confidence, args.where)
+    export_stage(results, args.outdir, args.formats, args.categories, args.split_confidence, args.where,
+                 microscope=microscope, cryosparc_project_dir=args.cryosparc_project_dir)
     return 0
 
 
@@ -422,24 +471,36 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def add_decision_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--thresholds", type=Path, help="YAML with weight-free classifier thresholds")
-    parser.add_argument("--rule", default="miffi",
+    parser.add_argument("--rule", type=_rule, default="miffi",
                         help="combining squares: miffi (default), strict, lenient, mean, or Miffi's grammar "
                              "e.g. '0,111,010,222:2,111,010'")
-    parser.add_argument("--good-threshold", type=float, default=0.7,
+    parser.add_argument("--good-threshold", type=_confidence, default=0.7,
                         help="good micrographs below this confidence are low-confidence")
-    parser.add_argument("--bad-threshold", type=_thresholds, default=_thresholds("0.7"),
+    parser.add_argument("--bad-threshold", type=_bad_thresholds, default="0.7",
                         help="per-group thresholds for bad micrographs: 0.7 or film=0.8,drift=0.9")
     parser.add_argument("--minor-crystalline-good", action="store_true",
                         help="count minor_crystalline as good (Miffi counts it as bad)")
 
 
 def add_export_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--formats", default="relion,cryosparc,lists", help="export formats (comma-separated)")
-    parser.add_argument("--categories", help="export only these categories (comma-separated; default all non-empty)")
+    parser.add_argument("--formats", type=_formats, default="relion,cryosparc,lists",
+                        help="export formats (comma-separated): relion, cryosparc, lists")
+    parser.add_argument("--categories", type=_categories,
+                        help="export only these categories (comma-separated; default all non-empty)")
     parser.add_argument("--split-confidence", action="store_true", help="also export high/low-confidence halves")
     parser.add_argument("--where", action="append", default=[], metavar="EXPR",
                         help="export only micrographs with COLUMN OP VALUE, e.g. 'water_ring < 1.3' or "
                              "'ctf_baseline == good' (repeatable; all must hold)")
+    optics = parser.add_argument_group(
+        "microscope", "for inputs that do not state them (lists, folders, some .cs files); written into the "
+                      "RELION optics groups and cryoSPARC's ctf/mscope_params (default 300 kV, 2.7 mm, 0.1, "
+                      "with a warning)")
+    optics.add_argument("--voltage", type=float, metavar="KV", help="acceleration voltage (kV)")
+    optics.add_argument("--cs", type=float, metavar="MM", help="spherical aberration (mm)")
+    optics.add_argument("--amplitude-contrast", type=float, metavar="FRACTION", help="amplitude contrast (0..1)")
+    parser.add_argument("--cryosparc-project-dir", type=Path, metavar="DIR",
+                        help="write cryoSPARC exposure paths relative to this project directory (as cryoSPARC "
+                             "reads them; default: absolute paths)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -39,6 +39,8 @@ from miffi.labels import GROUPS, LABELS, SLICES
 GROUP_ORDER = tuple(GROUPS)
 MIFFI_RULE = "0,111,010,222:2,111,010"
 PRESETS = ("miffi", "strict", "lenient", "mean")
+#: The confidence threshold of every group unless told otherwise.
+DEFAULT_THRESHOLD = 0.7
 PROBABILITY_COLUMNS = tuple(f"p_{label}" for label in LABELS)
 
 #: A rule for one group: square probabilities ``[k, n]`` → (label index, probabilities kept).
@@ -89,22 +91,23 @@ def parse_rule(text: str) -> dict[str, list[tuple[int, int, int]]]:
     parsed: dict[str, list[tuple[int, int, int]]] = {}
     for part in text.strip().split(":"):
         if not re.fullmatch(r"\d+(,\d{3})*", part.strip()):
-            raise RuleError(f"rule {text!r}: malformed part {part!r} (expected 'group,abc,abc...')")
+            raise RuleError(f"{text!r} is not a rule: malformed part {part!r} (a rule is a preset, "
+                            f"{', '.join(PRESETS)}, or Miffi's grammar 'group,abc,abc:...', e.g. {MIFFI_RULE!r})")
         head, *tokens = part.strip().split(",")
         index = int(head)
         if index >= len(GROUP_ORDER):
             names = ", ".join(f"{i} {g}" for i, g in enumerate(GROUP_ORDER))
-            raise RuleError(f"rule {text!r}: unknown group {index} (groups: {names})")
+            raise RuleError(f"{text!r} is not a rule: unknown group {index} (groups: {names})")
         group = GROUP_ORDER[index]
         if group in parsed:
-            raise RuleError(f"rule {text!r}: group {index} ({group}) given twice")
+            raise RuleError(f"{text!r} is not a rule: group {index} ({group}) given twice")
         count = len(GROUPS[group])
         triples = []
         for token in tokens:
             digits = tuple(int(c) for c in token)
             bad = [d for d in digits if d >= count]
             if bad:
-                raise RuleError(f"rule {text!r}: label {bad[0]} does not occur in group {index} ({group}: "
+                raise RuleError(f"{text!r} is not a rule: label {bad[0]} does not occur in group {index} ({group}: "
                                 f"labels 0–{count - 1}: {', '.join(GROUPS[group])})")
             triples.append(digits)
         parsed[group] = triples
@@ -152,6 +155,37 @@ CATEGORIES = ("good", "bad_film", "bad_drift", "bad_minor_crystalline", "bad_maj
 SINGLE_BAD = CATEGORIES[1:-1]
 
 
+def check_threshold(value: str | float) -> float:
+    """A confidence threshold: a number (or its text) in [0, 1]; NaN is refused too."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{value!r} is not a number") from None
+    if not 0 <= number <= 1:
+        raise ValueError(f"a confidence threshold must lie in [0, 1], got {value}")
+    return number
+
+
+def parse_thresholds(text: str | float) -> dict[str, float]:
+    """Per-group thresholds from ``0.8`` (every group) or ``film=0.8,drift=0.9`` (the
+    groups not named keep :data:`DEFAULT_THRESHOLD`)."""
+    text = str(text).strip()
+    if "=" not in text:
+        return dict.fromkeys(GROUPS, check_threshold(text))
+    values: dict[str, float] = {}
+    for part in text.split(","):
+        group, _, value = (piece.strip() for piece in part.partition("="))
+        if group not in GROUPS:
+            raise ValueError(f"{text!r}: unknown group {group!r} (groups: {', '.join(GROUPS)})")
+        if group in values:
+            raise ValueError(f"{text!r}: group {group!r} given twice")
+        try:
+            values[group] = check_threshold(value)
+        except ValueError as exc:
+            raise ValueError(f"{text!r}: {group}: {exc}") from None
+    return {**dict.fromkeys(GROUPS, DEFAULT_THRESHOLD), **values}
+
+
 @dataclass(frozen=True)
 class CategorySettings:
     """Confidence thresholds and what counts as bad.
@@ -162,8 +196,8 @@ class CategorySettings:
     as bad (Miffi: minor and major).
     """
 
-    good_threshold: float = 0.7
-    bad_thresholds: Mapping[str, float] = field(default_factory=lambda: {g: 0.7 for g in GROUPS})
+    good_threshold: float = DEFAULT_THRESHOLD
+    bad_thresholds: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(GROUPS, DEFAULT_THRESHOLD))
     bad_crystallinity: tuple[str, ...] = ("minor_crystalline", "major_crystalline")
 
     def __post_init__(self) -> None:
@@ -171,8 +205,7 @@ class CategorySettings:
         if unknown:
             raise ValueError(f"unknown group or label(s) in category settings: {sorted(unknown)}")
         for value in [self.good_threshold, *self.bad_thresholds.values()]:
-            if not 0 <= value <= 1:
-                raise ValueError(f"confidence thresholds must lie in [0, 1], got {value}")
+            check_threshold(value)
 
     def good_labels(self, group: str) -> frozenset[str]:
         if group == "crystallinity":
@@ -208,7 +241,7 @@ def categorise(combined: pd.DataFrame, settings: CategorySettings | None = None)
             confidence.append(min(values))
             level.append("low" if min(values) < settings.good_threshold else "high")
             continue
-        thresholds = [settings.bad_thresholds.get(g, 0.7) for g in bad_groups]
+        thresholds = [settings.bad_thresholds.get(g, DEFAULT_THRESHOLD) for g in bad_groups]
         values = [out[f"{g}_confidence"].iloc[i] for g in bad_groups]
         if len(bad_groups) == 1:
             group = bad_groups[0]

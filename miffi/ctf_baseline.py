@@ -3,7 +3,7 @@
 Micrographs whose CTF fit is worse than 10 Å are bad; of the rest, those whose fit
 resolution lies within mean ± 2σ (of the rest) are good, the others bad. The fit
 resolution comes from the input: RELION's ``rlnCtfMaxResolution`` or cryoSPARC's
-``ctf/ctf_fit_to_A``.
+``ctf_stats/ctf_fit_to_A``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-RESOLUTION_COLUMNS = ("rlnCtfMaxResolution", "ctf/ctf_fit_to_A")
+RESOLUTION_COLUMNS = ("rlnCtfMaxResolution", "ctf_stats/ctf_fit_to_A")
 WORST_GOOD_FIT = 10.0
 
 

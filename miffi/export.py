@@ -4,13 +4,13 @@ For each collection of micrographs (a category, ``bad_single``, and optionally t
 high/low-confidence halves) with at least one micrograph:
 
 ``relion/<name>.star``
-    every block of the input star file with only the collection's rows in its
-    micrograph block (columns unchanged); for non-star inputs a RELION 3.1 file with
-    one optics group per pixel size.
+    every block of the input star file with only the collection's micrographs (of a
+    particles star: all their particles); for other inputs a RELION 3.1 micrographs
+    star with full optics groups and the input's CTF fit (:mod:`miffi.relion_export`).
 ``cryosparc/<name>.cs`` + ``.csg``
     all fields of the input exposures (joined over the input's .cs files) for the
-    collection's rows, and a group file for "Import Result Group"; for other inputs a
-    minimal exposures dataset (path, pixel size, shape).
+    collection's rows, and a group file for "Import Result Group"; for other inputs
+    exposures with the fields cryoSPARC's own have (:mod:`miffi.cryosparc_export`).
 ``lists/<name>.txt``
     the micrographs' paths, one per line (``failed.txt``: those that could not be read).
 """
@@ -20,18 +20,49 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import starfile
-import yaml
-from cryosparc.dataset import Dataset
 
 from miffi import atomic
 from miffi.combine import CATEGORIES, SINGLE_BAD
-from miffi.intake.cryosparc import csg_metafiles, load_dataset
-from miffi.intake.relion import read_star
+from miffi.cryosparc_export import VERSION, ExposureSource, exposures, write_cryosparc
+from miffi.microscope import Microscope, complete, unknown
+from miffi.relion_export import StarSource, optics_groups, write_relion
 
 FORMATS = ("relion", "cryosparc", "lists")
+#: Collections that a confidence split halves into ``<name>_high_conf`` and ``<name>_low_conf``.
+CONFIDENCE_SPLIT = ("good", "bad_single", *SINGLE_BAD)
+
+
+def _choose(values: str | Sequence[str], what: str, known: Sequence[str], choices: str = "") -> list[str]:
+    """The names of ``values`` (comma-separated, or a sequence), each one of ``known``
+    (described as ``choices`` in the error, by default listed)."""
+    names = [name.strip() for name in (values.split(",") if isinstance(values, str) else values)]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        given = f"unknown {what} {', '.join(map(repr, unknown))}" if unknown else f"no {what} given"
+        raise ValueError(f"{given}; choose from {choices or ', '.join(known)}")
+    return list(dict.fromkeys(names))
+
+
+def check_formats(formats: str | Sequence[str]) -> list[str]:
+    """Export formats, e.g. ``relion,lists``, each checked (so a typo fails before any work)."""
+    return _choose(formats, "export format", FORMATS)
+
+
+def export_names(split_confidence: bool = False) -> list[str]:
+    """The collections :func:`export` can write (besides ``failed``)."""
+    names = [*CATEGORIES, "bad_single"]
+    if split_confidence:
+        names += [f"{name}_{level}_conf" for name in CONFIDENCE_SPLIT for level in ("high", "low")]
+    return names
+
+
+def check_categories(categories: str | Sequence[str], split_confidence: bool = False) -> list[str]:
+    """Collections to export, e.g. ``good,bad_single``, each one :func:`export` can write."""
+    halves = f"<name>_high_conf and <name>_low_conf for <name> {', '.join(CONFIDENCE_SPLIT)}"
+    choices = ", ".join(export_names()) + (f"; {halves}" if split_confidence else
+                                           f" (with --split-confidence also {halves})")
+    return _choose(categories, "category", export_names(split_confidence), choices)
 
 
 def collections(results: pd.DataFrame, split_confidence: bool = False) -> dict[str, pd.DataFrame]:
@@ -40,7 +71,7 @@ def collections(results: pd.DataFrame, split_confidence: bool = False) -> dict[s
     named = {name: usable[usable["category"] == name] for name in CATEGORIES}
     named["bad_single"] = usable[usable["category"].isin(SINGLE_BAD)]
     if split_confidence:
-        for name in ["good", "bad_single", *SINGLE_BAD]:
+        for name in CONFIDENCE_SPLIT:
             for level in ("high", "low"):
                 subset = named[name]
                 named[f"{name}_{level}_conf"] = subset[subset["confidence_level"] == level]
@@ -54,67 +85,22 @@ def _single_source(rows: pd.DataFrame, suffixes: Iterable[str]) -> str | None:
     return None
 
 
-def _optics_frame(pixel_sizes: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
-    sizes = sorted(float(v) for v in pixel_sizes.dropna().unique()) or [0.0]
-    groups = {size: i + 1 for i, size in enumerate(sizes)}
-    optics = pd.DataFrame({"rlnOpticsGroupName": [f"opticsGroup{g}" for g in groups.values()],
-                           "rlnOpticsGroup": list(groups.values()),
-                           "rlnMicrographPixelSize": sizes})
-    return optics, pixel_sizes.map(lambda v: groups.get(float(v), 1) if pd.notna(v) else 1)
+def _sources(usable: pd.DataFrame, formats: Sequence[str]) -> tuple[StarSource | None, ExposureSource | None]:
+    """The input star file or exposures, when every usable micrograph came from one."""
+    star = _single_source(usable, {".star"})
+    cs = _single_source(usable, {".cs", ".csg"})
+    wanted = {"relion", "cryosparc"} & set(formats)
+    return (StarSource.read(Path(star)) if star and wanted else None,
+            ExposureSource.read(Path(cs)) if cs and wanted else None)
 
 
-def relion_source(usable: pd.DataFrame) -> dict[str, pd.DataFrame] | None:
-    """The blocks of the input star file, when every usable micrograph came from one."""
-    source = _single_source(usable, {".star"})
-    return read_star(Path(source)) if source else None
-
-
-def cryosparc_source(usable: pd.DataFrame) -> Dataset | None:
-    """The input exposures (a .csg's .cs files joined on uid), when all came from one."""
-    source = _single_source(usable, {".cs", ".csg"})
-    if source is None:
-        return None
-    if source.lower().endswith(".csg"):
-        return Dataset.innerjoin_many(*[load_dataset(p) for p in csg_metafiles(Path(source))])
-    return load_dataset(Path(source))
-
-
-def write_relion(rows: pd.DataFrame, source: dict[str, pd.DataFrame] | None, path: Path) -> None:
-    if source is not None:
-        blocks = dict(source)
-        block = rows["input_block"].iloc[0]
-        blocks[block] = source[block].iloc[rows["input_row"].to_numpy()].reset_index(drop=True)
-    else:
-        optics, groups = _optics_frame(rows["pixel_size"])
-        blocks = {"optics": optics,
-                  "micrographs": pd.DataFrame({"rlnMicrographName": rows["path"].to_numpy(),
-                                               "rlnOpticsGroup": groups.to_numpy()})}
-    with atomic.temporary_path(path) as tmp:
-        starfile.write(blocks, tmp, overwrite=True)
-
-
-def write_cryosparc(rows: pd.DataFrame, source: Dataset | None, cs_path: Path) -> None:
-    if source is not None:
-        dataset = source.take(rows["input_row"].to_numpy())
-    else:
-        dataset = Dataset.allocate(len(rows), fields=[("micrograph_blob/path", "O"),
-                                                      ("micrograph_blob/psize_A", "f4"),
-                                                      ("micrograph_blob/shape", "2u4")])
-        dataset["micrograph_blob/path"] = rows["path"].tolist()
-        dataset["micrograph_blob/psize_A"] = rows["pixel_size"].fillna(0).to_numpy()
-        dataset["micrograph_blob/shape"] = rows[["height", "width"]].fillna(0).to_numpy(dtype=np.uint32)
-    with atomic.temporary_path(cs_path) as tmp:
-        dataset.save(str(tmp))
-    prefixes = sorted({field.split("/")[0] for field in dataset.fields() if "/" in field})
-    group = {
-        "created": pd.Timestamp.now().isoformat(),
-        "group": {"name": cs_path.stem, "title": cs_path.stem.replace("_", " "), "type": "exposure",
-                  "description": f"miffi: {cs_path.stem} micrographs"},
-        "results": {prefix: {"metafile": f">{cs_path.name}", "num_items": len(rows),
-                             "type": f"exposure.{prefix}"} for prefix in prefixes},
-        "version": "miffi",
-    }
-    atomic.write_text(cs_path.with_suffix(".csg"), yaml.safe_dump(group, sort_keys=False))
+def _facts(usable: pd.DataFrame, star: StarSource | None, exposures: ExposureSource | None,
+           microscope: Microscope) -> pd.DataFrame:
+    """Optics and CTF facts of the usable micrographs (index aligned with ``usable``)."""
+    source = star or exposures
+    facts = source.facts(usable) if source is not None else unknown(len(usable))
+    facts.index = usable.index
+    return complete(facts, microscope)
 
 
 def collection_names() -> set[str]:
@@ -143,15 +129,20 @@ def export(
     formats: Sequence[str] = FORMATS,
     categories: Sequence[str] | None = None,
     split_confidence: bool = False,
+    microscope: Microscope = Microscope(),
+    cryosparc_project_dir: str | Path | None = None,
 ) -> dict[str, int]:
     """Write the exports of ``results`` (one row per micrograph) under ``outdir``.
 
     ``categories`` limits which collections are written (default: every non-empty
-    one). Returns the number of micrographs written per collection.
+    one). ``microscope`` states the optics the input does not (else :data:`DEFAULTS`
+    are written, with a warning); ``cryosparc_project_dir`` makes the paths of cryoSPARC
+    exposures relative to that project. Returns the number of micrographs written per
+    collection.
     """
-    unknown = set(formats) - set(FORMATS)
-    if unknown:
-        raise ValueError(f"unknown export format(s) {sorted(unknown)}; choose from {', '.join(FORMATS)}")
+    formats = check_formats(formats)
+    if categories is not None:
+        categories = check_categories(categories, split_confidence)
     outdir = Path(outdir)
     named = collections(results, split_confidence)
     if categories is not None:
@@ -159,13 +150,17 @@ def export(
     usable = results[results["status"] != "failed"]
     failed = results[results["status"] == "failed"]
     _remove_stale(outdir, set(named) | ({"failed"} if len(failed) else set()))
-    star = relion_source(usable) if "relion" in formats and named else None
-    exposures = cryosparc_source(usable) if "cryosparc" in formats and named else None
+    star, cs = _sources(usable, formats) if named else (None, None)
+    facts = _facts(usable, star, cs, microscope) if named and {"relion", "cryosparc"} & set(formats) else None
+    groups = optics_groups(usable, facts) if facts is not None else None
     for name, rows in named.items():
         if "relion" in formats:
-            write_relion(rows, star, outdir / "relion" / f"{name}.star")
+            write_relion(rows, star, facts.loc[rows.index], groups.loc[rows.index],
+                         outdir / "relion" / f"{name}.star")
         if "cryosparc" in formats:
-            write_cryosparc(rows, exposures, outdir / "cryosparc" / f"{name}.cs")
+            dataset = cs.dataset.take(rows["input_row"].to_numpy()) if cs is not None else \
+                exposures(rows, facts.loc[rows.index], groups.loc[rows.index], cryosparc_project_dir)
+            write_cryosparc(dataset, cs.version if cs is not None else VERSION, outdir / "cryosparc" / f"{name}.cs")
         if "lists" in formats:
             write_list(rows, outdir / "lists" / f"{name}.txt")
     if "lists" in formats and len(failed):

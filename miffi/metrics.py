@@ -3,6 +3,8 @@
 Spectral metrics use the amplitudes ``|Fc|`` of the Fourier-cropped square (pixel size
 ≈ 1.5 Å, so frequencies up to 1/3 Å⁻¹); real-space metrics use the cropped image with
 its mean intensity restored. Power is ``|Fc|²``; bands are rings of spatial frequency.
+Micrographs coarser than 1.5 Å are not cropped; a metric whose band lies beyond their
+Nyquist frequency is NaN (e.g. the ice metrics above 2.8 Å per pixel).
 
 ``water_ring``
     mean power in the 3.5–3.9 Å ring over that in the 4.5–6 Å ring: the diffuse
@@ -95,7 +97,8 @@ def spectral_bands(rows: int, cols: int, pixel_size: float) -> SpectralBands:
     sector = band(ANISOTROPY_BAND)
     sector_of = np.minimum((angle[sector] / (180 / ANISOTROPY_SECTORS)).astype(int), ANISOTROPY_SECTORS - 1)
     ice_bins = np.floor(k[ice] / 0.0025).astype(int)
-    return SpectralBands(band(WATER_RING_BAND), band(WATER_RING_REFERENCE), ice, ice_bins - ice_bins.min(),
+    ice_bins -= ice_bins.min() if ice.size else 0  # no ice band beyond Nyquist (pixel size > 2.8 Å)
+    return SpectralBands(band(WATER_RING_BAND), band(WATER_RING_REFERENCE), ice, ice_bins,
                          rings, sector, sector_of, band(FLAT_LOW), band(FLAT_HIGH))
 
 

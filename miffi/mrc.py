@@ -28,14 +28,21 @@ MIN_SIDE = 32
 
 #: Largest image accepted (megapixels); EER super-resolution frames are 67 MP, atlases more.
 MAX_PIXELS = 128_000_000
+#: What to do with a movie; miffi classifies motion-corrected 2-D micrographs only.
+MOTION_CORRECT = ("motion-correct first (e.g. RELION MotionCorr, cryoSPARC Patch Motion) "
+                  "and give the micrographs")
+#: Movie formats, refused by name whatever their content.
+MOVIE_SUFFIXES = {".tif", ".tiff", ".eer"}
 #: Leading bytes of files that are sometimes named .mrc, and what they are.
 OTHER_FORMATS = {
     b"\x1f\x8b": "a gzip-compressed file, not an MRC file (decompress it first, e.g. gunzip)",
     b"BZh": "a bzip2-compressed file, not an MRC file (decompress it first, e.g. bunzip2)",
     b"\x28\xb5\x2f\xfd": "a zstd-compressed file, not an MRC file (decompress it first, e.g. unzstd)",
     b"PK\x03\x04": "a ZIP archive, not an MRC file",
-    b"II*\x00": "a TIFF file (TIFF/EER movie?), not an MRC file: motion-correct it into an MRC micrograph",
-    b"MM\x00*": "a TIFF file (TIFF/EER movie?), not an MRC file: motion-correct it into an MRC micrograph",
+    b"II*\x00": f"a TIFF file (a TIFF/EER movie), not an MRC micrograph: {MOTION_CORRECT}",
+    b"MM\x00*": f"a TIFF file (a TIFF/EER movie), not an MRC micrograph: {MOTION_CORRECT}",
+    b"II+\x00": f"a BigTIFF file (a TIFF/EER movie), not an MRC micrograph: {MOTION_CORRECT}",
+    b"MM\x00+": f"a BigTIFF file (a TIFF/EER movie), not an MRC micrograph: {MOTION_CORRECT}",
     b"\x89PNG": "a PNG image, not an MRC file",
     b"\xff\xd8\xff": "a JPEG image, not an MRC file",
     b"\x93NUMPY": "a NumPy .npy array, not an MRC file",
@@ -53,6 +60,11 @@ def _other_format(path: Path) -> str | None:
     return next((what for magic, what in OTHER_FORMATS.items() if head.startswith(magic)), None)
 
 
+#: The pixel size (Å) of a header whose cell was left at its default (cell = grid size, as
+#: IMOD and older MotionCor2 runs without ``-PixSize`` write it): 1.0 may mean "not set".
+UNSET_PIXEL_SIZE = 1.0
+
+
 @dataclass(frozen=True)
 class MrcHeader:
     """What the header of a micrograph file says, validated against the file size."""
@@ -62,6 +74,9 @@ class MrcHeader:
     width: int
     mode: int
     pixel_size: float | None
+    #: The header's minimum and maximum density (as the writer recorded them; equal when unset).
+    minimum: float = 0.0
+    maximum: float = 0.0
 
 
 def read_header(path: str | Path) -> MrcHeader:
@@ -70,8 +85,9 @@ def read_header(path: str | Path) -> MrcHeader:
     Raises
     ------
     MicrographError
-        For a missing or empty file, an unsupported mode, a stack of more than one
-        section, or a header whose dimensions the file is too short to hold.
+        For a missing or empty file, an unsupported mode, a movie (more than one
+        section, a ``.tif``/``.tiff``/``.eer`` name or TIFF content), or a header whose
+        dimensions the file is too short to hold.
     """
     path = Path(path)
     try:
@@ -82,6 +98,8 @@ def read_header(path: str | Path) -> MrcHeader:
         raise MicrographError(path, f"cannot be read ({exc.strerror})") from None
     if path.is_dir():
         raise MicrographError(path, "is a directory, not an MRC file")
+    if path.suffix.lower() in MOVIE_SUFFIXES:
+        raise MicrographError(path, f"is a {path.suffix.lower()} movie, not an MRC micrograph: {MOTION_CORRECT}")
     if size == 0:
         raise MicrographError(path, "empty file (0 bytes)")
     other = _other_format(path)  # (mrcfile itself would open compressed files: we read them as they are)
@@ -108,7 +126,7 @@ def read_header(path: str | Path) -> MrcHeader:
     if min(nx, ny, nz) < 1:
         raise MicrographError(path, f"header has invalid dimensions {nx}×{ny}×{nz}")
     if nz > 1:
-        raise MicrographError(path, f"is a stack of {nz} sections; expected one 2D micrograph")
+        raise MicrographError(path, f"is a movie ({nz} frames), not a 2-D micrograph: {MOTION_CORRECT}")
     itemsize = np.dtype(SUPPORTED_MODES[mode]).itemsize
     needed = HEADER_BYTES + max(int(header.nsymbt), 0) + nx * ny * nz * itemsize
     if size < needed:
@@ -124,7 +142,10 @@ def read_header(path: str | Path) -> MrcHeader:
     if min(nx, ny) < MIN_SIDE:
         raise MicrographError(path, f"image of {nx}×{ny} pixels is too small to be a micrograph")
     pixel_size = voxel if math.isfinite(voxel) and voxel > 0 else None
-    return MrcHeader(str(path), height=ny, width=nx, mode=mode, pixel_size=pixel_size)
+    extremes = [float(header.dmin), float(header.dmax)]
+    minimum, maximum = extremes if all(map(math.isfinite, extremes)) else (0.0, 0.0)
+    return MrcHeader(str(path), height=ny, width=nx, mode=mode, pixel_size=pixel_size, minimum=minimum,
+                     maximum=maximum)
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ import pandas as pd
 
 from miffi import atomic
 from miffi.cache import SHARED_NAME, CacheConflict, TensorCache, cache_status, predict_reusing
-from miffi.combine import CategorySettings, categorise, combine
+from miffi.combine import PROBABILITY_COLUMNS, CategorySettings, categorise, combine
 from miffi.config import PreprocessConfig
 from miffi.ctf_baseline import ctf_baseline, fit_resolution
 from miffi.errors import MiffiError
@@ -26,6 +26,7 @@ from miffi.intake import TABLE_COLUMNS, TEXT_COLUMNS
 from miffi.textfiles import read_tsv
 from miffi.labels import GROUPS
 from miffi.metrics import METRICS
+from miffi.microscope import Microscope
 from miffi.weightfree import WeightFreeThresholds, predict_metrics
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,16 @@ def method_name(model: str | Path | None) -> str:
     return f"model:{path.name}"
 
 
+def result_columns(second_opinion: bool) -> list[str]:
+    """The columns of a results table, in order (``wf_*``: the weight-free second opinion
+    of a run with a model); known before any work, so ``--where`` can be checked early."""
+    opinion = [f"wf_{c}" for c in [*GROUPS, "category"]] if second_opinion else []
+    front = ["micrograph", *GROUPS, "category", "confidence", "confidence_level",
+             *[f"{g}_confidence" for g in GROUPS], "status", "error", "classifier", "squares",
+             *METRICS, "ctf_fit_resolution", "ctf_baseline", *opinion]
+    return front + [c for c in [*TABLE_COLUMNS, *PROBABILITY_COLUMNS, "bad_groups"] if c not in front]
+
+
 def results_table(table: pd.DataFrame, status: pd.DataFrame, categorised: pd.DataFrame,
                   second_opinion: pd.DataFrame | None, method: str) -> pd.DataFrame:
     """One row per micrograph in input order: intake facts, status, labels, category,
@@ -54,37 +65,38 @@ def results_table(table: pd.DataFrame, status: pd.DataFrame, categorised: pd.Dat
     results["classifier"] = method
     results["ctf_fit_resolution"] = fit_resolution(table).to_numpy()
     results["ctf_baseline"] = ctf_baseline(results["ctf_fit_resolution"]).to_numpy()
-    opinion = []
     if second_opinion is not None:
         renamed = second_opinion[["micrograph", *GROUPS, "category"]].rename(
             columns={c: f"wf_{c}" for c in [*GROUPS, "category"]})
         results = results.merge(renamed, on="micrograph", how="left")
-        opinion = list(renamed.columns[1:])
-    front = ["micrograph", *GROUPS, "category", "confidence", "confidence_level",
-             *[f"{g}_confidence" for g in GROUPS], "status", "error", "classifier", "squares",
-             *METRICS, "ctf_fit_resolution", "ctf_baseline", *opinion]
-    return results[front + [c for c in results.columns if c not in front]]
+    return results[result_columns(second_opinion is not None)]
 
 
 FILTER = re.compile(r"^\s*([A-Za-z_][\w/]*)\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
 OPERATORS = {"<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__", "==": "__eq__", "!=": "__ne__"}
 
 
+def parse_where(expression: str, columns: Sequence[str] | None = None) -> tuple[str, str, float | str]:
+    """``COLUMN OP VALUE`` (e.g. ``water_ring < 1.3``) → column, operator and value (a
+    number when it reads as one); with ``columns``, the column must be one of them."""
+    match = FILTER.match(expression)
+    if not match:
+        raise MiffiError(f"--where {expression!r}: expected COLUMN OP VALUE with OP one of "
+                         f"{' '.join(OPERATORS)}, e.g. 'water_ring < 1.3'")
+    column, op, raw = match.groups()
+    if columns is not None and column not in columns:
+        raise MiffiError(f"--where {expression!r}: no column {column!r} (columns: {', '.join(columns)})")
+    try:
+        return column, op, float(raw)
+    except ValueError:
+        return column, op, raw.strip("'\"")
+
+
 def where_mask(results: pd.DataFrame, expressions: Sequence[str]) -> pd.Series:
-    """Rows satisfying every ``COLUMN OP VALUE`` expression (e.g. ``water_ring < 1.3``)."""
+    """Rows satisfying every ``COLUMN OP VALUE`` expression (see :func:`parse_where`)."""
     mask = pd.Series(True, index=results.index)
     for expression in expressions:
-        match = FILTER.match(expression)
-        if not match:
-            raise MiffiError(f"--where {expression!r}: expected COLUMN OP VALUE with OP one of "
-                             f"{' '.join(OPERATORS)}, e.g. 'water_ring < 1.3'")
-        column, op, raw = match.groups()
-        if column not in results:
-            raise MiffiError(f"--where {expression!r}: no column {column!r} (columns: {', '.join(results.columns)})")
-        try:
-            value: object = float(raw)
-        except ValueError:
-            value = raw.strip("'\"")
+        column, op, value = parse_where(expression, list(results.columns))
         mask &= getattr(results[column], OPERATORS[op])(value).fillna(False).astype(bool)
     return mask
 
@@ -163,9 +175,11 @@ def combine_stage(table: pd.DataFrame, predictions: pd.DataFrame, cache_dir: str
 
 def export_stage(results: pd.DataFrame, outdir: str | Path, formats: Sequence[str] = FORMATS,
                  categories: Sequence[str] | None = None, split_confidence: bool = False,
-                 where: Sequence[str] = ()) -> dict[str, int]:
+                 where: Sequence[str] = (), microscope: Microscope = Microscope(),
+                 cryosparc_project_dir: str | Path | None = None) -> dict[str, int]:
     """Exports of the micrographs satisfying ``where`` (failed ones are always listed)."""
     selected = where_mask(results, where) | (results["status"] == "failed")
-    written = export(results[selected], outdir, formats, categories, split_confidence)
+    written = export(results[selected], outdir, formats, categories, split_confidence, microscope,
+                     cryosparc_project_dir)
     log.info("categories: %s", ", ".join(f"{name} {count}" for name, count in written.items()) or "none")
     return written

@@ -17,13 +17,14 @@ from miffi.batch import preprocess_table
 from miffi.cache import TensorCache, cache_status, predict_reusing
 from miffi.combine import CategorySettings, categorise, combine
 from miffi.config import PreprocessConfig
-from miffi.export import FORMATS
+from miffi.export import FORMATS, check_categories, check_formats
 from miffi.inference import predict
 from miffi.intake import read_micrographs
 from miffi.labels import LABELS
+from miffi.microscope import Microscope
 from miffi.models import load_classifier
-from miffi.results import (export_stage, method_name, results_table, usable_sources, weightfree_predictions,
-                           write_table)
+from miffi.results import (export_stage, method_name, parse_where, result_columns, results_table, usable_sources,
+                           weightfree_predictions, write_table)
 from miffi.weightfree import WeightFreeThresholds
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ class RunOptions:
     where: Sequence[str] = ()
     allow_outside_project: bool = False
     full_hash: bool = False
+    microscope: Microscope = field(default_factory=Microscope)
+    cryosparc_project_dir: str | Path | None = None
 
 
 def model_key(options: RunOptions) -> str:
@@ -82,6 +85,11 @@ def run_pipeline(inputs: Sequence[str | Path], outdir: str | Path, options: RunO
     With a model, the weight-free classifier's labels are added as a second opinion
     (``wf_*`` columns); without one, it is the classifier.
     """
+    check_formats(options.formats)  # the export settings first: a typo must not cost a run
+    if options.export_categories is not None:
+        check_categories(options.export_categories, options.split_confidence)
+    for expression in options.where:
+        parse_where(expression, result_columns(second_opinion=bool(options.model)))
     outdir = Path(outdir)
     classifier = load_classifier(options.model, options.arch, options.device) if options.model else None
     config = classifier.config if classifier else PreprocessConfig()
@@ -104,5 +112,5 @@ def run_pipeline(inputs: Sequence[str | Path], outdir: str | Path, options: RunO
     write_table(predictions[["micrograph", "square", *LABELS]], outdir / "predictions.tsv")
     write_table(results, outdir / "results.tsv")
     export_stage(results, outdir, options.formats, options.export_categories, options.split_confidence,
-                 options.where)
+                 options.where, microscope=options.microscope, cryosparc_project_dir=options.cryosparc_project_dir)
     return results

@@ -124,7 +124,7 @@ def _bad_files(folder):
         "zero": "empty file (0 bytes)",
         "nan": "contains NaN or Inf values",
         "inf": "contains NaN or Inf values",
-        "stack": "stack of 3 sections",
+        "stack": "is a movie (3 frames)",
         "absurd": "header claims 100000×256×1",
         "flat": "constant values (no contrast)",
         "nopixel": "no pixel size in the header or the metadata",

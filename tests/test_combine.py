@@ -7,12 +7,14 @@ import pandas as pd
 import pytest
 
 from miffi.combine import (
+    DEFAULT_THRESHOLD,
     CategorySettings,
     RuleError,
     categorise,
     combine,
     group_rules,
     parse_rule,
+    parse_thresholds,
 )
 from miffi.labels import GROUPS, LABELS
 
@@ -115,11 +117,38 @@ def test_grammar_token_without_a_square_of_the_confidence_label():
         ("1,222", "label 2 does not occur in group 1 \\(drift"),
         ("0,414", "label 4 does not occur in group 0 \\(film"),
         ("0,111:0,222", "given twice"),
+        ("strictt", "'strictt' is not a rule: malformed part 'strictt' \\(a rule is a preset, miffi, strict"),
+        ("", "malformed part ''"),
     ],
 )
 def test_grammar_errors(rule, message):
     with pytest.raises(RuleError, match=message):
         group_rules(rule)
+
+
+def test_parse_thresholds():
+    assert parse_thresholds("0.8") == parse_thresholds(0.8) == dict.fromkeys(GROUPS, 0.8)
+    assert parse_thresholds(" film = 0.9, drift=1 ") == {**dict.fromkeys(GROUPS, DEFAULT_THRESHOLD),
+                                                         "film": 0.9, "drift": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("flim=0.8", "'flim=0.8': unknown group 'flim' \\(groups: film, drift, crystallinity, contamination\\)"),
+        ("0.8,film=0.9", "unknown group '0.8'"),
+        ("film=0.8,film=0.9", "group 'film' given twice"),
+        ("film=", "'film=': film: '' is not a number"),
+        ("high", "'high' is not a number"),
+        ("1.5", "must lie in \\[0, 1\\], got 1.5"),
+        ("drift=-0.1", "drift: a confidence threshold must lie in \\[0, 1\\], got -0.1"),
+        ("nan", "got nan"),
+        ("inf", "got inf"),
+    ],
+)
+def test_threshold_errors(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_thresholds(text)
 
 
 def test_parse_rule():

@@ -182,7 +182,7 @@ def test_same_file_twice_is_kept_once(tmp_path):
 @pytest.mark.parametrize(
     ("content", "name", "message"),
     [
-        ("data_\nloop_\n_rlnCoordinateX #1\n1.0\n", "picks.star", "no data block with a rlnMicrographName"),
+        ("data_\nloop_\n_rlnCoordinateX #1\n1.0\n", "picks.star", "holds the particle coordinates of one micrograph"),
         ("results: {}\n", "group.csg", "no 'results' section"),
         ("# only a comment\n", "list.txt", "no micrograph paths"),
     ],

@@ -128,5 +128,5 @@ def test_ctf_baseline_rules():
     assert verdict.iloc[9] == "bad"  # worse than 10 Å
     assert pd.isna(verdict.iloc[10])  # no fit
     assert (verdict.iloc[:9] == "good").all()
-    cryosparc = pd.DataFrame({"ctf/ctf_fit_to_A": [4.0, 5.0]})
+    cryosparc = pd.DataFrame({"ctf_stats/ctf_fit_to_A": [4.0, 5.0]})
     assert fit_resolution(cryosparc).tolist() == [4.0, 5.0]

@@ -101,7 +101,7 @@ def _not_mrc(tmp_path):
         (_empty, "empty file"),
         (_truncated, "truncated or corrupt"),
         (_absurd, "truncated or corrupt: header claims 2000000000×2000000000"),
-        (_stack, "stack of 3 sections"),
+        (_stack, "is a movie (3 frames), not a 2-D micrograph: motion-correct first"),
         (_complex_mode, "MRC mode 4 is not supported"),
         (_not_mrc, "not an MRC file"),
         (lambda tmp: write_mrc(tmp / "tiny.mrc", np.zeros((8, 8), np.float32)), "too small"),

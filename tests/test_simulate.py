@@ -226,7 +226,7 @@ def test_dataset_reads_back_through_every_intake_path(tmp_path, monkeypatch):
     assert star["optics"]["rlnMicrographPixelSize"].tolist() == [1.2]
     assert star["micrographs"]["rlnCtfMaxResolution"].tolist() == pytest.approx(table["ctf_max_resolution"].tolist())
     exposures = Dataset.load(str(out / "exposures.cs"))
-    assert exposures["ctf/ctf_fit_to_A"].tolist() == pytest.approx(table["ctf_max_resolution"].tolist(), rel=1e-5)
+    assert exposures["ctf_stats/ctf_fit_to_A"].tolist() == pytest.approx(table["ctf_max_resolution"].tolist(), rel=1e-5)
     expected = [str(out / "micrographs" / f"{m}.mrc") for m in table["micrograph"]]
     for source in ("micrographs.star", "exposures.cs", "exposures.csg"):
         intake = read_micrographs([out / source])

@@ -7,7 +7,8 @@ The table has one row per micrograph with the columns
 ``path``
     absolute path of the MRC file,
 ``pixel_size``, ``pixel_size_source``
-    Å/px and where it came from: ``user`` > ``metadata`` > ``header`` (``none`` if unknown),
+    Å/px and where it came from: ``user`` > ``metadata`` > ``header`` (``header_default``
+    when the header holds 1.0 Å, the value of an unset cell; ``none`` if unknown),
 ``optics_group``, ``height``, ``width``
     when known (shape from the metadata, else the MRC header),
 ``input``, ``input_row``, ``input_block``
@@ -32,7 +33,7 @@ from miffi.errors import InputError, MicrographError
 from miffi.intake.cryosparc import read_cs, read_csg
 from miffi.intake.files import expand_glob, is_glob, read_directory, read_list, single_file
 from miffi.intake.relion import read_relion
-from miffi.mrc import read_header
+from miffi.mrc import MOVIE_SUFFIXES, UNSET_PIXEL_SIZE, read_header
 from miffi.textfiles import read_tsv
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ def _read_one(text: str, project_dir: Path | None, pattern: str, allow_outside: 
         table = read_directory(path, pattern)
     elif is_glob(text) and not path.exists():
         table = expand_glob(text)
-    elif path.suffix.lower() in MRC_SUFFIXES:
+    elif path.suffix.lower() in MRC_SUFFIXES | MOVIE_SUFFIXES:  # a movie fails as a micrograph, with its reason
         table = single_file(path)
     else:
         if not path.is_file():
@@ -143,7 +144,7 @@ def _read_one(text: str, project_dir: Path | None, pattern: str, allow_outside: 
 
 
 def _add_headers(table: pd.DataFrame) -> None:
-    """Fill shape and header pixel size from the MRC headers (unreadable files: left empty)."""
+    """Fill shape and header pixel size from the MRC headers (unset: 0; unreadable files: left empty)."""
     height, width, header_psize = [], [], []
     for path in table["path"]:
         try:
@@ -155,11 +156,27 @@ def _add_headers(table: pd.DataFrame) -> None:
             continue
         height.append(header.height)
         width.append(header.width)
-        header_psize.append(header.pixel_size if header.pixel_size is not None else np.nan)
+        header_psize.append(header.pixel_size if header.pixel_size is not None else 0.0)
     for column, values in (("height", height), ("width", width)):
         from_header = pd.Series(pd.array(values, dtype="Int64"), index=table.index)
         table[column] = table[column].fillna(from_header) if column in table else from_header
     table["header_pixel_size"] = np.asarray(header_psize, dtype=float)
+
+
+def _binned(table: pd.DataFrame, metadata: pd.Series, header: pd.Series) -> pd.Series:
+    """Rows whose metadata pixel size is the movies' (``rlnMicrographOriginalPixelSize``, all
+    a particles star may say) while the MRC header states another: motion correction
+    binned, and the header is right. Reported with a warning."""
+    original = table.get("original_pixel_size", pd.Series(False, index=table.index)).fillna(False).astype(bool)
+    stated = header.notna() & (header != UNSET_PIXEL_SIZE)
+    binned = original & stated & ((header - metadata).abs() > 0.01 * metadata)
+    if binned.any():
+        pairs = sorted({(round(m, 4), round(h, 4)) for m, h in zip(metadata[binned], header[binned])})
+        log.warning("%d micrograph(s): the star file gives only the movies' pixel size (%s Å, "
+                    "rlnMicrographOriginalPixelSize) but the MRC headers say %s Å (binned in motion correction?); "
+                    "using the headers' value (give --pixel-size to override)", int(binned.sum()),
+                    "/".join(f"{m:g}" for m, _ in pairs), "/".join(f"{h:g}" for _, h in pairs))
+    return binned
 
 
 def _resolve_pixel_size(table: pd.DataFrame, user_pixel_size: float | None) -> None:
@@ -171,10 +188,48 @@ def _resolve_pixel_size(table: pd.DataFrame, user_pixel_size: float | None) -> N
         table["pixel_size"] = float(user_pixel_size)
         table["pixel_size_source"] = "user"
         return
+    metadata = metadata.where(~_binned(table, metadata, header))
     table["pixel_size"] = metadata.fillna(header)
-    table["pixel_size_source"] = np.where(
-        metadata.notna(), "metadata", np.where(header.notna(), "header", "none")
-    )
+    from_header = np.where(header == UNSET_PIXEL_SIZE, "header_default", "header")
+    table["pixel_size_source"] = np.where(metadata.notna(), "metadata", np.where(header.notna(), from_header, "none"))
+
+
+#: How many micrographs a pixel-size warning or error names (the rest are counted).
+NAMED = 5
+
+
+def _named(paths: pd.Series) -> str:
+    names = ", ".join(Path(p).name for p in paths.iloc[:NAMED])
+    return names + (f" and {len(paths) - NAMED} more" if len(paths) > NAMED else "")
+
+
+def check_pixel_sizes(table: pd.DataFrame) -> None:
+    """Say which micrographs lack a trustworthy pixel size: never silently.
+
+    Header 1.0 Å without metadata (often a cell nobody set) is used, with a warning.
+    Micrographs whose header was read but holds no pixel size (0) are warned about and
+    later recorded as failed, unless none of the readable micrographs has one: then the
+    run could do nothing, and this raises.
+
+    Raises
+    ------
+    InputError
+        When no readable micrograph has a pixel size.
+    """
+    source = table["pixel_size_source"]
+    unset = table.loc[source == "header_default", "path"]
+    if len(unset):
+        log.warning("%d micrograph(s) use pixel size %.1f Å from the MRC header, which is the value of an unset "
+                    "header (%s); give --pixel-size if that is wrong", len(unset), UNSET_PIXEL_SIZE, _named(unset))
+    readable = table.get("header_pixel_size", pd.Series(np.nan, index=table.index)).notna()
+    missing = table.loc[(source == "none") & readable, "path"]
+    if len(missing) and len(missing) == readable.sum():
+        which = f"none of the {len(missing)} micrographs has a" if len(missing) > 1 else "the micrograph has no"
+        raise InputError("--pixel-size", f"needed: {which} pixel size in its MRC header (which holds 0) or in "
+                                         f"metadata ({_named(missing)})")
+    if len(missing):
+        log.warning("%d micrograph(s) have no pixel size in the MRC header (0) or the metadata and will be "
+                    "recorded as failed (%s); give --pixel-size", len(missing), _named(missing))
 
 
 def chunk_of(micrograph: str, chunks: int) -> int:
@@ -250,6 +305,7 @@ def read_micrographs(
     if read_headers:
         _add_headers(table)
     _resolve_pixel_size(table, pixel_size)
+    check_pixel_sizes(table)
     for column in ("optics_group", "height", "width", "input_block"):
         if column not in table:
             table[column] = pd.NA

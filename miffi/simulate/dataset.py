@@ -19,11 +19,13 @@ import mrcfile
 import numpy as np
 import pandas as pd
 import starfile
-import yaml
-from cryosparc.dataset import Dataset
 from tqdm import tqdm
 
 from miffi import __version__, atomic
+from miffi.cryosparc_export import exposures, write_cryosparc
+from miffi.intake.relion import NAME
+from miffi.microscope import CTF, OPTICS, unknown
+from miffi.relion_export import micrographs_star, optics_groups
 from miffi.device import available_cores
 from miffi.simulate.config import Detector, SimulationConfig
 from miffi.simulate.scene import Scene, draw_scene, render
@@ -45,70 +47,38 @@ def _make_one(args: tuple[Scene, Path, bool]) -> dict:
     return scene.row()
 
 
-def write_star(table: pd.DataFrame, path: Path) -> None:
-    """RELION 3.1 micrographs star file of the dataset (one optics group per pixel size)."""
-    groups = {apix: i + 1 for i, apix in enumerate(sorted(table["pixel_size"].unique()))}
-    first = table.iloc[0]
-    optics = pd.DataFrame({
-        "rlnOpticsGroupName": [f"opticsGroup{g}" for g in groups.values()],
-        "rlnOpticsGroup": list(groups.values()),
-        "rlnMicrographOriginalPixelSize": list(groups),
-        "rlnVoltage": first["voltage"],
-        "rlnSphericalAberration": first["cs"],
-        "rlnAmplitudeContrast": first["amplitude_contrast"],
-        "rlnMicrographPixelSize": list(groups),
-    })
-    micrographs = pd.DataFrame({
-        "rlnMicrographName": [f"{MICROGRAPH_DIR}/{m}.mrc" for m in table["micrograph"]],
-        "rlnOpticsGroup": table["pixel_size"].map(groups),
-        "rlnDefocusU": table["defocus_u"],
-        "rlnDefocusV": table["defocus_v"],
-        "rlnCtfAstigmatism": (table["defocus_u"] - table["defocus_v"]).abs(),
-        "rlnDefocusAngle": table["defocus_angle"],
-        "rlnCtfBfactor": table["bfactor"],
-        "rlnCtfFigureOfMerit": table["ctf_figure_of_merit"],
-        "rlnCtfMaxResolution": table["ctf_max_resolution"],
-    })
-    with atomic.temporary_path(path) as tmp:
-        starfile.write({"optics": optics, "micrographs": micrographs}, tmp, overwrite=True)
+def _exports_of(table: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """The dataset as the exports see micrographs: rows, optics/CTF facts, optics groups."""
+    rows = pd.DataFrame({"path": [str((out / MICROGRAPH_DIR / f"{m}.mrc").absolute()) for m in table["micrograph"]],
+                         "pixel_size": table["pixel_size"].to_numpy(), "optics_group": pd.NA})
+    facts = unknown(len(table))
+    for name in OPTICS + CTF:
+        if name in table:
+            facts[name] = table[name].to_numpy(dtype=float)
+    return rows, facts, optics_groups(rows, facts)
 
 
-def write_cryosparc(table: pd.DataFrame, directory: Path) -> None:
-    """``exposures.cs`` + ``exposures.csg`` (cryoSPARC "Import Result Group")."""
-    n = len(table)
-    dataset = Dataset.allocate(n, fields=[
-        ("micrograph_blob/path", "O"), ("micrograph_blob/psize_A", "f4"), ("micrograph_blob/shape", "2u4"),
-        ("micrograph_blob/format", "O"), ("ctf/accel_kv", "f4"), ("ctf/cs_mm", "f4"),
-        ("ctf/amp_contrast", "f4"), ("ctf/df1_A", "f4"), ("ctf/df2_A", "f4"), ("ctf/df_angle_rad", "f4"),
-        ("ctf/bfactor", "f4"), ("ctf/ctf_fit_to_A", "f4"), ("mscope_params/exp_group_id", "u4"),
-    ])
-    dataset["uid"] = np.arange(1, n + 1, dtype=np.uint64) + (np.uint64(0x5EED) << np.uint64(40))
-    dataset["micrograph_blob/path"] = [f"{MICROGRAPH_DIR}/{m}.mrc" for m in table["micrograph"]]
-    dataset["micrograph_blob/psize_A"] = table["pixel_size"].to_numpy()
-    dataset["micrograph_blob/shape"] = table[["height", "width"]].to_numpy()
-    dataset["micrograph_blob/format"] = ["MRC/1.0"] * n
-    dataset["ctf/accel_kv"] = table["voltage"].to_numpy()
-    dataset["ctf/cs_mm"] = table["cs"].to_numpy()
-    dataset["ctf/amp_contrast"] = table["amplitude_contrast"].to_numpy()
-    dataset["ctf/df1_A"] = table["defocus_u"].to_numpy()
-    dataset["ctf/df2_A"] = table["defocus_v"].to_numpy()
-    dataset["ctf/df_angle_rad"] = np.radians(table["defocus_angle"].to_numpy())
+def write_star(table: pd.DataFrame, out: Path) -> None:
+    """``micrographs.star``: RELION 3.1, paths relative to ``out`` (the "project"), with the
+    CTF columns and B-factor."""
+    rows, facts, groups = _exports_of(table, out)
+    blocks = micrographs_star(rows, facts, groups)
+    blocks["micrographs"][NAME] = [f"{MICROGRAPH_DIR}/{m}.mrc" for m in table["micrograph"]]
+    blocks["micrographs"]["rlnCtfBfactor"] = table["bfactor"].to_numpy()
+    with atomic.temporary_path(out / "micrographs.star") as tmp:
+        starfile.write(blocks, tmp, overwrite=True)
+
+
+def write_exposures(table: pd.DataFrame, out: Path) -> None:
+    """``exposures.cs`` + ``.csg`` (cryoSPARC "Import Result Group"), paths relative to
+    ``out``, with Patch CTF's fit resolution (``ctf_stats/ctf_fit_to_A``) and B-factor."""
+    rows, facts, groups = _exports_of(table, out)
+    dataset = exposures(rows, facts, groups, out)
+    dataset["uid"] = np.arange(1, len(table) + 1, dtype=np.uint64) + (np.uint64(0x5EED) << np.uint64(40))
     dataset["ctf/bfactor"] = table["bfactor"].to_numpy()
-    dataset["ctf/ctf_fit_to_A"] = table["ctf_max_resolution"].to_numpy()
-    dataset["mscope_params/exp_group_id"] = np.ones(n, dtype=np.uint32)
-    with atomic.temporary_path(directory / "exposures.cs") as tmp:
-        dataset.save(str(tmp))
-    group = {
-        "created": pd.Timestamp.now().isoformat(),
-        "group": {"name": "exposures", "title": "Simulated exposures", "type": "exposure",
-                  "description": "Micrographs simulated by miffi simulate"},
-        "results": {
-            prefix: {"metafile": ">exposures.cs", "num_items": n, "type": f"exposure.{prefix}"}
-            for prefix in ("micrograph_blob", "ctf", "mscope_params")
-        },
-        "version": "miffi-simulate",
-    }
-    atomic.write_text(directory / "exposures.csg", yaml.safe_dump(group, sort_keys=False))
+    dataset.add_fields([("ctf_stats/ctf_fit_to_A", "f4")])
+    dataset["ctf_stats/ctf_fit_to_A"] = table["ctf_max_resolution"].to_numpy()
+    write_cryosparc(dataset, f"miffi-simulate-{__version__}", out / "exposures.cs")
 
 
 def simulate_dataset(
@@ -163,7 +133,7 @@ def simulate_dataset(
                     bar.update(1)
     table = pd.DataFrame(rows)
     atomic.write_text(out / "labels.csv", table.to_csv(index=False))
-    write_star(table, out / "micrographs.star")
-    write_cryosparc(table, out)
+    write_star(table, out)
+    write_exposures(table, out)
     atomic.write_text(manifest_file, manifest)
     return table
