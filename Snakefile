@@ -2,7 +2,13 @@
 # GPU jobs) → combine → export → evaluate (datasets with labels) → report, for every
 # dataset in config.yaml, and a summary report across the labelled datasets. Logic lives in the
 # miffi package; the rules only call its command line.
-configfile: "config.yaml"
+#
+# config.yaml (the demo) is the default run. A user's `--configfile my.yaml` replaces it rather
+# than being merged into it (Snakemake would otherwise run the demo's datasets and training
+# job as well); `--config key=value` alone still overrides keys of the demo.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 report: "workflow/report/workflow.rst"

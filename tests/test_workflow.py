@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import starfile
 import timm
 import torch
 import yaml
+from cryosparc.dataset import Dataset
 
 from helpers import save_torchscript
 from miffi.intake import chunk_of
@@ -64,7 +66,9 @@ def micrographs(tmp_path_factory):
 def write_config(workdir: Path, rule: str = "miffi", model: str | None = None, labels: Path | None = None) -> None:
     config = {"outdir": "out", "datasets": {"ds": {"input": ["mics.txt"], "chunks": 3, "device": "cpu",
                                                     "rule": rule, "model": model, "arch": "convnext_atto",
-                                                    "labels": str(labels) if labels else None}}}
+                                                    "labels": str(labels) if labels else None,
+                                                    "voltage": 200, "cs": 2.0,
+                                                    "cryosparc_project_dir": str(workdir)}}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
 
 
@@ -83,7 +87,14 @@ def test_workflow_runs_and_reruns_only_what_changed(tmp_path, micrographs):
     results = pd.read_csv(tmp_path / "out" / "ds" / "results.tsv", sep="\t")
     assert sorted(results["micrograph"]) == sorted(p.stem for p in first)
     assert set(results["classifier"]) == {"weight-free"}
-    assert (tmp_path / "out" / "ds" / "export" / "relion").is_dir()
+    export = tmp_path / "out" / "ds" / "export"
+    for star in (export / "relion").glob("*.star"):  # the dataset's microscope settings, and the default
+        optics = starfile.read(star, always_dict=True)["optics"].iloc[0]
+        assert (optics["rlnVoltage"], optics["rlnSphericalAberration"], optics["rlnAmplitudeContrast"]) == \
+            (200, 2.0, 0.1)
+    assert "amplitude-contrast 0.1 (the defaults" in (tmp_path / "out" / "ds" / "logs" / "export.log").read_text()
+    for cs in (export / "cryosparc").glob("*.cs"):  # paths relative to the cryoSPARC project
+        assert all((tmp_path / p).is_file() for p in Dataset.load(str(cs))["micrograph_blob/path"])
     assert evaluated(tmp_path, 0) == 6
 
     assert "Nothing to be done" in snakemake(tmp_path)
@@ -163,11 +174,25 @@ def test_empiar_benchmark_config_plans_a_summary(tmp_path):
     assert planned["evaluate"] == planned["report"] == "5" and planned["summary"] == "1"
 
 
-def test_invalid_config_names_the_key(tmp_path):
+@pytest.mark.parametrize(("setting", "messages"), [
+    ({"chunks": 0}, ["0 is less than the minimum of 1", "On instance['datasets']['ds']['chunks']"]),
+    ({"rule": "strictt"},
+     ["datasets.ds.rule: 'strictt' is not a rule: malformed part 'strictt' (a rule is a preset, miffi, strict"]),
+    ({"bad_threshold": "flim=0.8"},
+     ["datasets.ds.bad_threshold: 'flim=0.8': unknown group 'flim' (groups: film, drift, crystallinity"]),
+    ({"bad_threshold": "film=1.5"},
+     ["datasets.ds.bad_threshold: 'film=1.5': film: a confidence threshold must lie in [0, 1], got 1.5"]),
+    ({"bad_threshold": 1.5}, ["1.5 is greater than the maximum of 1", "On instance['datasets']['ds']['bad_threshold']"]),
+    ({"formats": ["relion", "star"]},
+     ["'star' is not one of ['relion', 'cryosparc', 'lists']", "On instance['datasets']['ds']['formats'][1]"]),
+    ({"formats": []}, ["[] should be non-empty", "On instance['datasets']['ds']['formats']"]),
+])
+def test_invalid_config_names_the_key(tmp_path, setting, messages):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(
-        {"outdir": "out", "datasets": {"ds": {"input": ["x.star"], "chunks": 0}}}))
+        {"outdir": "out", "datasets": {"ds": {"input": ["x.star"], **setting}}}))
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run([str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory",
                              str(tmp_path), "-n"], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode != 0
-    assert "chunks" in result.stderr + result.stdout
+    for message in messages:
+        assert message in result.stderr + result.stdout

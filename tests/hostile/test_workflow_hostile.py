@@ -244,21 +244,14 @@ def rerun(reference, sim, tmp_path):
     return run
 
 
-@pytest.mark.parametrize("key", ["subst", "semicolon", "unquote"])
-def test_rule_payload_fails_as_a_bad_rule(rerun, key):
+@pytest.mark.parametrize("key, setting", [("subst", "rule"), ("semicolon", "rule"), ("unquote", "rule"),
+                                          ("backtick", "bad_threshold"), ("squote", "bad_threshold")])
+def test_rule_and_threshold_payloads_fail_at_load_naming_the_key(rerun, key, setting):
     payload = PAYLOADS[key]
-    logs, result = rerun(rule=payload)
+    _, result = rerun(**{setting: payload})
     assert result.returncode != 0
-    assert f"rule {payload!r}: malformed part" in (logs / "combine.log").read_text()
-
-
-@pytest.mark.parametrize("key", ["backtick", "squote"])
-def test_bad_threshold_payload_fails_naming_it(rerun, key):
-    payload = PAYLOADS[key]
-    logs, result = rerun(bad_threshold=payload)
-    assert result.returncode != 0
-    log = (logs / "combine.log").read_text()
-    assert "--bad-threshold" in log and repr(payload) in log
+    assert f"datasets.ds.{setting}: " in result.stdout + result.stderr
+    assert repr(payload) in result.stdout + result.stderr
 
 
 def test_label_column_payload_fails_naming_it(rerun, sim):

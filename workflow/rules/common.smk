@@ -7,9 +7,13 @@
 import glob
 import os
 import re
+import sys
 
 import pandas as pd
 from snakemake.utils import validate
+
+sys.path.append(workflow.basedir)  # the miffi beside the Snakefile, for a Snakemake without it (--use-conda)
+from miffi.combine import group_rules, parse_thresholds  # light: no torch at load
 
 #: Dataset and model names: they are folder names, wildcards and report titles.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -19,15 +23,19 @@ for _section in ("datasets", "train"):
     _names = config.get(_section)
     for _name in _names if isinstance(_names, dict) else ():
         if not re.fullmatch(NAME_PATTERN, str(_name)):
-            raise ValueError(f"{_section}.{_name}: {str(_name)!r} is not a valid name "
-                             f"(letters, digits, '_', '.', '-', starting with a letter or digit: {NAME_PATTERN})")
+            raise ValueError(
+                f"{_section}.{_name}: {str(_name)!r} is not a valid name "
+                f"(letters, digits, '_', '.', '-', starting with a letter or digit: {NAME_PATTERN})"
+            )
 
 validate(config, "../schemas/config.schema.yaml")
 
 OUT = config["outdir"].rstrip("/")
 if re.search(r"[{}]", OUT) or OUT.startswith("-"):
-    raise ValueError(f"outdir: {config['outdir']!r} may not contain '{{' or '}}' (Snakemake reads them as "
-                     "wildcards) or start with '-'")
+    raise ValueError(
+        f"outdir: {config['outdir']!r} may not contain '{{' or '}}' (Snakemake reads them as "
+        "wildcards) or start with '-'"
+    )
 DATASETS = config["datasets"]
 TRAIN = config.get("train") or {}
 TRAINED = "trained:"
@@ -37,9 +45,18 @@ for _name, _model in TRAIN.items():
         raise ValueError(f"train.{_name}.dataset: {_model['dataset']!r} is not a dataset of this config")
 for _name, _dataset in DATASETS.items():
     _model = _dataset.get("model") or ""
-    if _model.startswith(TRAINED) and _model[len(TRAINED):] not in TRAIN:
+    if _model.startswith(TRAINED) and _model[len(TRAINED) :] not in TRAIN:
         raise ValueError(f"datasets.{_name}.model: {_model!r} names no model of the train section")
-MIFFI = "miffi"
+    # what the schema cannot say, checked as the command line checks it
+    for _key, _check in (("rule", group_rules), ("bad_threshold", parse_thresholds)):
+        try:
+            _check(_dataset[_key])
+        except ValueError as _error:
+            raise ValueError(f"datasets.{_name}.{_key}: {_error}") from None
+# With --use-conda, envs/miffi.post-deploy.sh installs this checkout (the miffi package beside
+# the Snakefile) into the rules' environment; it finds the checkout here (set, not read: no
+# user has to define it, so it is no `envvars:` entry).
+os.environ.update(MIFFI_SOURCE=workflow.basedir)
 
 
 def setting(wildcards, key):
@@ -134,8 +151,30 @@ def option(name, value):
     return [f"--{name}={value}"] if value is not None and value != "" else []
 
 
-TRAIN_OPTIONS = ("preset", "arch", "channels", "epochs", "batch_size", "lr", "min_lr", "weight_decay",
-                 "layer_decay", "warmup_epochs", "val_fraction", "train_size", "seed", "pretrained", "device", "workers")
+def export_options(wildcards):
+    """The microscope and cryoSPARC project options of the dataset's export."""
+    keys = ("voltage", "cs", "amplitude_contrast", "cryosparc_project_dir")
+    return [flag for key in keys for flag in option(key.replace("_", "-"), setting(wildcards, key))]
+
+
+TRAIN_OPTIONS = (
+    "preset",
+    "arch",
+    "channels",
+    "epochs",
+    "batch_size",
+    "lr",
+    "min_lr",
+    "weight_decay",
+    "layer_decay",
+    "warmup_epochs",
+    "val_fraction",
+    "train_size",
+    "seed",
+    "pretrained",
+    "device",
+    "workers",
+)
 
 
 def train_options(wildcards):

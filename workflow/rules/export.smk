@@ -4,9 +4,12 @@ rule export:
         f"{OUT}/{{dataset}}/results.tsv",
     output:
         directory(f"{OUT}/{{dataset}}/export"),
-    params:
-        formats=lambda w: ",".join(setting(w, "formats")),
     log:
         f"{OUT}/{{dataset}}/logs/export.log",
+    conda:
+        "../../envs/miffi.yaml"
+    params:
+        formats=lambda w: ",".join(setting(w, "formats")),
+        options=export_options,
     shell:
-        "{MIFFI} export {input:q} --outdir={output:q} --formats={params.formats:q} > {log:q} 2>&1"
+        "miffi export {input:q} --outdir={output:q} --formats={params.formats:q} {params.options:q} > {log:q} 2>&1"

@@ -8,19 +8,21 @@ rule infer:
         model=model_input,
     output:
         f"{OUT}/{{dataset}}/predictions/chunk_{{chunk}}.tsv",
-    params:
-        cache=lambda w: f"{OUT}/{w.dataset}/cache",
-        model=model_options,
-        device=lambda w: setting(w, "device"),
+    log:
+        f"{OUT}/{{dataset}}/logs/infer_{{chunk}}.log",
+    benchmark:
+        f"{OUT}/{{dataset}}/benchmarks/infer_{{chunk}}.tsv"
+    conda:
+        "../../envs/miffi.yaml"
     threads: 2
     resources:
         gpu=lambda w: 0 if setting(w, "device") == "cpu" else 1,
         mem_mb=8000,
         runtime=60,
-    log:
-        f"{OUT}/{{dataset}}/logs/infer_{{chunk}}.log",
-    benchmark:
-        f"{OUT}/{{dataset}}/benchmarks/infer_{{chunk}}.tsv"
+    params:
+        cache=lambda w: f"{OUT}/{w.dataset}/cache",
+        model=model_options,
+        device=lambda w: setting(w, "device"),
     shell:
-        "{MIFFI} infer {input.table:q} --cache={params.cache:q} --out={output:q} --device={params.device:q} "
+        "miffi infer {input.table:q} --cache={params.cache:q} --out={output:q} --device={params.device:q} "
         "{params.model:q} --no-progress > {log:q} 2>&1"

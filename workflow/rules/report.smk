@@ -8,16 +8,23 @@ rule evaluate:
         evaluation=f"{OUT}/{{dataset}}/evaluation/evaluation.json",
         matched=f"{OUT}/{{dataset}}/evaluation/matched.tsv",
         summary=f"{OUT}/{{dataset}}/evaluation/summary.tsv",
-        figures=report(directory(f"{OUT}/{{dataset}}/evaluation/figures"), patterns=["{name}.png"],
-                       caption="../report/confusion.rst", category="{dataset}", subcategory="accuracy"),
+        figures=report(
+            directory(f"{OUT}/{{dataset}}/evaluation/figures"),
+            patterns=["{name}.png"],
+            caption="../report/confusion.rst",
+            category="{dataset}",
+            subcategory="accuracy",
+        ),
+    log:
+        f"{OUT}/{{dataset}}/logs/evaluate.log",
+    conda:
+        "../../envs/miffi.yaml"
     params:
         labels=dataset_labels,
         column=lambda w: option("label-column", setting(w, "label_column")),
         folder=lambda w: f"{OUT}/{w.dataset}/evaluation",
-    log:
-        f"{OUT}/{{dataset}}/logs/evaluate.log",
     shell:
-        "{MIFFI} evaluate --results={input.results:q} --labels={params.labels:q} {params.column:q} "
+        "miffi evaluate --results={input.results:q} --labels={params.labels:q} {params.column:q} "
         "--dataset={wildcards.dataset:q} --out={params.folder:q} > {log:q} 2>&1"
 
 
@@ -27,18 +34,29 @@ rule report:
         results=f"{OUT}/{{dataset}}/results.tsv",
         evaluation=lambda w: [f"{OUT}/{w.dataset}/evaluation/evaluation.json"] if has_labels(w.dataset) else [],
     output:
-        html=report(f"{OUT}/{{dataset}}/report.html", caption="../report/report.rst", category="{dataset}",
-                    subcategory="report"),
-        figures=report(directory(f"{OUT}/{{dataset}}/report_figures"), patterns=["{name}.png"],
-                       caption="../report/figures.rst", category="{dataset}", subcategory="figures"),
+        html=report(
+            f"{OUT}/{{dataset}}/report.html",
+            caption="../report/report.rst",
+            category="{dataset}",
+            subcategory="report",
+        ),
+        figures=report(
+            directory(f"{OUT}/{{dataset}}/report_figures"),
+            patterns=["{name}.png"],
+            caption="../report/figures.rst",
+            category="{dataset}",
+            subcategory="figures",
+        ),
+    log:
+        f"{OUT}/{{dataset}}/logs/report.log",
+    conda:
+        "../../envs/miffi.yaml"
     params:
         cache=lambda w: f"{OUT}/{w.dataset}/cache",
         evaluation=lambda w: option("evaluation", f"{OUT}/{w.dataset}/evaluation") if has_labels(w.dataset) else [],
         title=lambda w: f"Miffi report: {w.dataset}",
-    log:
-        f"{OUT}/{{dataset}}/logs/report.log",
     shell:
-        "{MIFFI} report --results={input.results:q} {params.evaluation:q} --cache={params.cache:q} "
+        "miffi report --results={input.results:q} {params.evaluation:q} --cache={params.cache:q} "
         "--title={params.title:q} --figures={output.figures:q} --out={output.html:q} > {log:q} 2>&1"
 
 
@@ -49,13 +67,19 @@ rule summary:
     output:
         html=report(f"{OUT}/summary.html", caption="../report/summary.rst", category="summary"),
         table=f"{OUT}/summary.tsv",
-        figures=report(directory(f"{OUT}/summary_figures"), patterns=["{name}.png"],
-                       caption="../report/summary.rst", category="summary"),
+        figures=report(
+            directory(f"{OUT}/summary_figures"),
+            patterns=["{name}.png"],
+            caption="../report/summary.rst",
+            category="summary",
+        ),
+    log:
+        f"{OUT}/logs/summary.log",
+    conda:
+        "../../envs/miffi.yaml"
     params:
         evaluations=[f"{OUT}/{d}/evaluation" for d in LABELLED],
         links=[f"--link={d}={d}/report.html" for d in LABELLED],
-    log:
-        f"{OUT}/logs/summary.log",
     shell:
-        "{MIFFI} report --summary {params.links:q} --figures={output.figures:q} --out={output.html:q} "
+        "miffi report --summary {params.links:q} --figures={output.figures:q} --out={output.html:q} "
         "--evaluation {params.evaluations:q} > {log:q} 2>&1"
