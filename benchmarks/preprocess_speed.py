@@ -26,12 +26,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from miffi.batch import preprocess_table  # noqa: E402
-from miffi.cache import TensorCache  # noqa: E402
-from miffi.config import PreprocessConfig  # noqa: E402
+from spec_reference import reference_variants  # noqa: E402
+
 from miffi.device import available_cores, retain_freed_memory  # noqa: E402
 from miffi.intake import read_micrographs  # noqa: E402
-from spec_reference import reference_variants  # noqa: E402
+from miffi.preprocess.batch import preprocess_table  # noqa: E402
+from miffi.preprocess.cache import TensorCache  # noqa: E402
+from miffi.preprocess.config import PreprocessConfig  # noqa: E402
 
 K3 = (4092, 5760)
 

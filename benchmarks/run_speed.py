@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from preprocess_speed import make_micrographs  # noqa: E402
 
-from miffi.cache import TensorCache  # noqa: E402
+from miffi.classify.inference import predict  # noqa: E402
+from miffi.classify.models import load_classifier  # noqa: E402
 from miffi.device import available_cores, retain_freed_memory  # noqa: E402
-from miffi.inference import predict  # noqa: E402
-from miffi.models import load_classifier  # noqa: E402
-from miffi.run import RunOptions, run_pipeline  # noqa: E402
+from miffi.pipeline import RunOptions, run_pipeline  # noqa: E402
+from miffi.preprocess.cache import TensorCache  # noqa: E402
 
 
 def save_model(path: Path, arch: str) -> None:

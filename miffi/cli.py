@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from miffi import __version__
-from miffi.download import DEFAULT_MODELS, RECORD_URL
+from miffi.classify.download import DEFAULT_MODELS, RECORD_URL
 from miffi.errors import REPORT_TO, MiffiError, output_error
 
 log = logging.getLogger("miffi")
@@ -48,7 +48,7 @@ def _option_type(parse: Callable[[str], T]) -> Callable[[str], T]:
 
 @_option_type
 def _rule(text: str) -> str:
-    from miffi.combine import group_rules
+    from miffi.classify.combine import group_rules
 
     group_rules(text)
     return text
@@ -56,14 +56,14 @@ def _rule(text: str) -> str:
 
 @_option_type
 def _confidence(text: str) -> float:
-    from miffi.combine import check_threshold
+    from miffi.classify.combine import check_threshold
 
     return check_threshold(text)
 
 
 @_option_type
 def _bad_thresholds(text: str) -> dict[str, float]:
-    from miffi.combine import parse_thresholds
+    from miffi.classify.combine import parse_thresholds
 
     return parse_thresholds(text)
 
@@ -107,11 +107,11 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
     from miffi import atomic
-    from miffi.batch import preprocess_table, summarise
-    from miffi.cache import TensorCache
-    from miffi.config import PreprocessConfig
     from miffi.device import resolve_device
     from miffi.intake import read_micrographs
+    from miffi.preprocess.batch import preprocess_table, summarise
+    from miffi.preprocess.cache import TensorCache
+    from miffi.preprocess.config import PreprocessConfig
 
     device = resolve_device(args.device)
     config = PreprocessConfig(power_spectrum=args.channels == 2, max_squares=args.max_squares)
@@ -149,7 +149,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def _load_thresholds(path: Path | None):
     """Weight-free classifier thresholds: the defaults, or those in a YAML file."""
-    from miffi.weightfree import WeightFreeThresholds
+    from miffi.classify.weightfree import WeightFreeThresholds
 
     if path is None:
         return WeightFreeThresholds()
@@ -164,7 +164,7 @@ def _load_thresholds(path: Path | None):
 
 def _decisions(args: argparse.Namespace):
     """Combination rule, category settings and weight-free thresholds (no torch needed)."""
-    from miffi.combine import CategorySettings
+    from miffi.classify.combine import CategorySettings
 
     thresholds = _load_thresholds(args.thresholds)
     bad_crystallinity = ("major_crystalline",) if args.minor_crystalline_good else \
@@ -174,18 +174,16 @@ def _decisions(args: argparse.Namespace):
 
 def _run_options(args: argparse.Namespace):
     """RunOptions from whichever of the shared options a command has."""
-    from miffi.device import resolve_device
-    from miffi.run import RunOptions
-    from miffi.weightfree import WeightFreeThresholds
+    from miffi.pipeline import RunOptions
 
     def get(name: str, default=None):
         return getattr(args, name, default)
 
     rule, categories, thresholds = _decisions(args) if hasattr(args, "rule") else \
-        ("miffi", None, WeightFreeThresholds())
+        ("miffi", None, _load_thresholds(get("thresholds")))
     options = RunOptions(
         model=get("model"), arch=get("arch", "convnext_small"), cache_dir=get("cache"),
-        device=resolve_device(get("device", "cpu")), rule=rule, batch_size=get("batch_size", 16),
+        device=get("device", "cpu"), rule=rule, batch_size=get("batch_size", 16),
         bf16=bool(get("bf16")), pixel_size=get("pixel_size"), project_dir=get("project_dir"),
         pattern=get("pattern", "*.mrc"), progress=not get("no_progress", False), thresholds=thresholds,
         allow_outside_project=bool(get("allow_outside_project")), full_hash=bool(get("full_hash")),
@@ -204,7 +202,7 @@ def _run_options(args: argparse.Namespace):
 
 def _microscope(args: argparse.Namespace):
     """The optics the user states for inputs that do not (checked before any work)."""
-    from miffi.microscope import Microscope
+    from miffi.export.microscope import Microscope
 
     return Microscope(args.voltage, args.cs, args.amplitude_contrast)
 
@@ -220,7 +218,7 @@ def _report(results, where: Path) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from miffi.run import run_pipeline
+    from miffi.pipeline import run_pipeline
 
     results = run_pipeline(args.input, args.outdir, _run_options(args))
     return _report(results, Path(args.outdir) / "results.tsv")
@@ -255,14 +253,9 @@ def _chunk_table(args: argparse.Namespace):
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    from miffi.results import weightfree_stage, write_table
+    from miffi.pipeline import predict_stage, write_table
 
-    if args.model:
-        from miffi.run import infer_stage
-
-        predictions, evaluated = infer_stage(_chunk_table(args), _run_options(args))
-    else:  # no torch needed
-        predictions, evaluated = weightfree_stage(_chunk_table(args), args.cache, _load_thresholds(args.thresholds))
+    predictions, evaluated = predict_stage(_chunk_table(args), _run_options(args))
     write_table(predictions, args.out)
     total = predictions["micrograph"].nunique()
     log.info("predictions for %d micrographs (%d evaluated, %d reused): %s", total, evaluated,
@@ -273,7 +266,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
 def cmd_combine(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from miffi.results import combine_stage, write_table
+    from miffi.pipeline import combine_stage, write_table
     from miffi.textfiles import read_tsv
 
     rule, categories, thresholds = _decisions(args)
@@ -287,7 +280,7 @@ def cmd_combine(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
 
-    from miffi.results import export_stage, read_results
+    from miffi.pipeline import export_stage, read_results
 
     microscope = _microscope(args)
     results = read_results(args.results)
@@ -297,10 +290,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from miffi.evaluate import evaluate
-    from miffi.label_files import read_labels
-    from miffi.report import write_evaluation
-    from miffi.results import read_results
+    from miffi.evaluate.label_files import read_labels
+    from miffi.evaluate.scores import evaluate
+    from miffi.pipeline import read_results
+    from miffi.report.html import write_evaluation
 
     labels = read_labels(args.labels, args.label_column)
     results = [read_results(path) for path in args.results]
@@ -319,7 +312,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from miffi.report import dataset_report, read_evaluation, summary_report
+    from miffi.report.html import dataset_report, read_evaluation, summary_report
 
     if args.summary:
         if args.results or args.cache:
@@ -333,7 +326,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     if not args.results:
         raise MiffiError("a dataset report needs --results (or use --summary)")
-    from miffi.results import read_results
+    from miffi.pipeline import read_results
 
     results = read_results(args.results)
     evaluation, matched = read_evaluation(args.evaluation[0]) if args.evaluation else (None, None)
@@ -345,12 +338,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _training_setup(args: argparse.Namespace):
     """The training config, the device and the stratified train/validation samples."""
+    from miffi.classify.models import build_convnext
     from miffi.device import resolve_device
+    from miffi.evaluate.label_files import read_labels
     from miffi.intake import read_micrographs
-    from miffi.label_files import read_labels
     from miffi.train.data import class_counts, labelled_samples, split, subset
     from miffi.train.layer_decay import describe
-    from miffi.models import build_convnext
     from miffi.train.loop import preset_config
 
     config = preset_config(args.preset, arch=args.arch, channels=args.channels, size=args.size,
@@ -435,7 +428,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from miffi.download import download_models, fetch_record
+    from miffi.classify.download import download_models, fetch_record
 
     if args.list:
         for remote in fetch_record(args.record_url):

@@ -18,15 +18,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from miffi.batch import preprocess_table
-from miffi.cache import TensorCache
-from miffi.combine import combine
-from miffi.config import PreprocessConfig
+from miffi.classify.combine import combine
+from miffi.classify.weightfree import WeightFreeThresholds, predict_metrics
 from miffi.intake import read_micrographs
 from miffi.labels import GROUPS
+from miffi.preprocess.batch import preprocess_table
+from miffi.preprocess.cache import TensorCache
+from miffi.preprocess.config import PreprocessConfig
 from miffi.simulate.config import parse_detector
 from miffi.simulate.dataset import simulate_dataset
-from miffi.weightfree import WeightFreeThresholds, predict_metrics
 
 GRID = {
     "drift_anisotropy": np.linspace(0.25, 0.7, 19),

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from miffi.metrics import realspace_metrics
+from miffi.preprocess.metrics import realspace_metrics
 
 SHOWN = ("dark_fraction", "dark_count", "bright_fraction", "two_region", "dark_region_fraction")
 

@@ -17,11 +17,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from miffi.config import PreprocessConfig  # noqa: E402
-from miffi.preprocess import squares_to_tensor  # noqa: E402
+from miffi.preprocess.config import PreprocessConfig  # noqa: E402
+from miffi.preprocess.recipe import squares_to_tensor  # noqa: E402
+from miffi.preprocess.squares import layout_for  # noqa: E402
 from miffi.simulate.config import SimulationConfig, parse_detector  # noqa: E402
 from miffi.simulate.scene import draw_scene, render  # noqa: E402
-from miffi.squares import layout_for  # noqa: E402
 
 GOOD = {"film": "no_film", "drift": "no_crack_drift", "crystallinity": "not_crystalline",
         "contamination": "minor_contamination"}

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from miffi.datasets import MicDataset, mic_transforms
+from miffi.parameters import DEFAULT_LABEL_NAMES
+from miffi.utils import get_preprocess_param
 from torch.utils.data import DataLoader
 
 import miffi
-from miffi.datasets import MicDataset, mic_transforms
-from miffi.inference import inference_mic, load_model, outputs_to_confidence
-from miffi.parameters import DEFAULT_LABEL_NAMES
-from miffi.utils import get_preprocess_param
+from miffi.classify.inference import inference_mic, load_model, outputs_to_confidence
 
 assert "miffi-1.0.1" in miffi.__file__, f"not the reference package: {miffi.__file__}"
 model_path, out, *micrographs = sys.argv[1:]

@@ -1,6 +1,6 @@
 """A literal, slow transcription of the miffi_v1 recipe (shared MIFFI-COMPAT.md).
 
-Written line by line from the text, independently of ``miffi.preprocess``, so the
+Written line by line from the text, independently of ``miffi.preprocess.recipe``, so the
 tests can check the fast implementation against it. It computes in float64 after
 reading the float32 input (the FFTs, the normalisation), so it is close to the exact
 result, except for the power spectrum's resize, done as the recipe does it (float32 torch).

@@ -9,14 +9,14 @@ import mrcfile
 import numpy as np
 import pytest
 import torch
-
 from helpers import structured_image, write_mrc
-from miffi import atomic
-from miffi.batch import preprocess_table
-from miffi.cache import TensorCache
-from miffi.config import PreprocessConfig
-from miffi.intake import read_micrographs
 from spec_reference import max_difference, reference_variants
+
+from miffi import atomic
+from miffi.intake import read_micrographs
+from miffi.preprocess.batch import preprocess_table
+from miffi.preprocess.cache import TensorCache
+from miffi.preprocess.config import PreprocessConfig
 
 CPU = torch.device("cpu")
 

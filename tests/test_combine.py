@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from miffi.combine import (
+from miffi.classify.combine import (
     DEFAULT_THRESHOLD,
     CategorySettings,
     RuleError,

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from miffi.download import download_models, fetch_record
+from miffi.classify.download import download_models, fetch_record
 from miffi.errors import MiffiError
 
 

@@ -14,7 +14,8 @@ from conftest import REALDATA
 
 from miffi.cli import main
 from miffi.errors import MiffiError
-from miffi.evaluate import (
+from miffi.evaluate.label_files import match_labels, name_key, read_labels
+from miffi.evaluate.scores import (
     CTF_BASELINE,
     WEIGHTFREE,
     Counts,
@@ -23,7 +24,6 @@ from miffi.evaluate import (
     evaluate,
     summary_table,
 )
-from miffi.label_files import match_labels, name_key, read_labels
 from miffi.labels import GROUPS
 
 LABELS = REALDATA / "miffi_labels"
@@ -80,7 +80,7 @@ def test_paper_definitions_of_good():
 
 
 def read_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    from miffi.label_files import label_table
+    from miffi.evaluate.label_files import label_table
     return label_table(frame, "test")
 
 
@@ -202,7 +202,7 @@ def test_no_match_at_all_is_a_clear_error():
 
 
 def test_method_names_say_which_model():
-    from miffi.results import method_name
+    from miffi.pipeline import method_name
 
     assert method_name(None) == "weight-free"
     assert method_name("models/miffi_v1.pt") == "model:miffi_v1.pt"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from helpers import structured_image, write_mrc
-from miffi.config import PreprocessConfig
-from miffi.preprocess import load_squares, preprocess_loaded
 from spec_reference import max_difference, reference_variants
+
+from miffi.preprocess.config import PreprocessConfig
+from miffi.preprocess.recipe import load_squares, preprocess_loaded
 
 
 @pytest.mark.gpu
@@ -30,11 +30,11 @@ def test_gpu_matches_reference_and_cpu(tmp_path, cuda, shape, apix):
 def test_gpu_inference_matches_cpu(tmp_path, cuda):
     import timm
 
-    from miffi.cache import TensorCache
-    from miffi.inference import predict
+    from miffi.classify.inference import predict
+    from miffi.classify.models import load_classifier, save_checkpoint
     from miffi.labels import LABELS
-    from miffi.models import load_classifier, save_checkpoint
-    from miffi.squares import layout_for
+    from miffi.preprocess.cache import TensorCache
+    from miffi.preprocess.squares import layout_for
 
     torch.manual_seed(0)
     module = timm.create_model("convnext_small", pretrained=False, in_chans=2, num_classes=11).eval()
@@ -56,8 +56,8 @@ def test_gpu_inference_matches_cpu(tmp_path, cuda):
 
 @pytest.mark.gpu
 def test_training_runs_on_the_gpu_with_bf16(tmp_path, cuda):
+    from miffi.evaluate.label_files import read_labels
     from miffi.intake import read_micrographs
-    from miffi.label_files import read_labels
     from miffi.simulate.config import parse_detector
     from miffi.simulate.dataset import simulate_dataset
     from miffi.train.data import labelled_samples, split

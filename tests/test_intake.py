@@ -10,8 +10,8 @@ import pytest
 import starfile
 import yaml
 from cryosparc.dataset import Dataset
-
 from helpers import write_mrc
+
 from miffi.errors import InputError
 from miffi.intake import read_micrographs, unique_ids
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import structured_image, write_mrc
 from PIL import Image
 
-from helpers import structured_image, write_mrc
 from miffi.cli import main
 from miffi.errors import MicrographError
 from miffi.intake import read_micrographs

@@ -8,18 +8,18 @@ import pandas as pd
 import pytest
 import starfile
 import torch
-
 from helpers import write_mrc
-from miffi.combine import combine
-from miffi.config import PreprocessConfig
-from miffi.ctf_baseline import ctf_baseline, fit_resolution
+
+from miffi.classify.combine import combine
+from miffi.classify.ctf_baseline import ctf_baseline, fit_resolution
+from miffi.classify.weightfree import WeightFreeThresholds, predict_metrics
 from miffi.labels import GROUPS
-from miffi.metrics import realspace_metrics
-from miffi.preprocess import load_squares, preprocess_loaded
+from miffi.preprocess.config import PreprocessConfig
+from miffi.preprocess.metrics import realspace_metrics
+from miffi.preprocess.recipe import load_squares, preprocess_loaded
 from miffi.simulate.config import SimulationConfig, parse_detector
 from miffi.simulate.dataset import simulate_dataset
 from miffi.simulate.scene import draw_scene, render
-from miffi.weightfree import WeightFreeThresholds, predict_metrics
 
 GOOD = {"film": "no_film", "drift": "no_crack_drift", "crystallinity": "not_crystalline",
         "contamination": "minor_contamination"}

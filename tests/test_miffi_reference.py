@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import timm
 import torch
-
 from helpers import save_torchscript
+
 from miffi.labels import LABELS, SLICES
 from miffi.simulate.config import SimulationConfig, parse_detector
 from miffi.simulate.dataset import simulate_dataset

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import timm
 import torch
-
 from helpers import save_torchscript
-from miffi.cache import TensorCache
-from miffi.config import PreprocessConfig
+
+from miffi.classify.inference import group_softmax, predict
+from miffi.classify.models import ModelError, load_classifier, save_checkpoint
 from miffi.errors import MiffiError
-from miffi.inference import group_softmax, predict
 from miffi.labels import LABELS, SLICES
-from miffi.models import ModelError, load_classifier, save_checkpoint
+from miffi.preprocess.cache import TensorCache
+from miffi.preprocess.config import PreprocessConfig
 
 CPU = torch.device("cpu")
 
@@ -36,7 +36,7 @@ def cache_with_tensors(tmp_path):
     rng = np.random.default_rng(0)
     source = tmp_path / "src.mrc"
     source.write_bytes(b"x")
-    from miffi.squares import layout_for
+    from miffi.preprocess.squares import layout_for
 
     for name, count in (("a", 1), ("b", 2), ("c", 3)):
         tensor = np.clip(rng.normal(size=(count, 2, 384, 384)), -2.5, 2.5).astype(np.float32)
@@ -128,7 +128,7 @@ def test_a_pickle_with_code_is_not_executed(tmp_path):
 def test_reading_ahead_stops_cleanly_when_the_consumer_stops(cache_with_tensors):
     import threading
 
-    from miffi.inference import _read_ahead
+    from miffi.classify.inference import _read_ahead
 
     before = threading.active_count()
     reader = _read_ahead(cache_with_tensors, ["a", "b", "c"] * 20, depth=1)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import mrcfile
 import numpy as np
 import pytest
-
 from helpers import structured_image, write_mrc
+
 from miffi.errors import MicrographError
 from miffi.mrc import open_micrograph, read_header
 

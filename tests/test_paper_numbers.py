@@ -7,13 +7,12 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from miffi.cli import main
-from miffi.label_files import read_labels
+from miffi.evaluate.label_files import read_labels
 from miffi.labels import GROUPS
 
 #: Printed accuracy and TP, FP, TN, FN (good = positive). Table 4: the validation set.

@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from helpers import structured_image, write_mrc
-from miffi.cli import main
-from miffi.config import PreprocessConfig
-from miffi.intake import read_micrographs
-from miffi.preprocess import load_squares, preprocess_loaded
 from spec_reference import max_difference, reference_variants
+
+from miffi.cli import main
+from miffi.intake import read_micrographs
+from miffi.preprocess.config import PreprocessConfig
+from miffi.preprocess.recipe import load_squares, preprocess_loaded
 
 TOO_COARSE = ("pixel size 12 Å is coarser than the 6 Å miffi takes (the power spectrum would end at 24 Å, "
               "before the Thon rings); if the pixel size is wrong, give the right one with --pixel-size, "

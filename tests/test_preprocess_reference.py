@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from helpers import structured_image, write_mrc
-from miffi.config import PreprocessConfig
-from miffi.preprocess import load_squares, preprocess_loaded, power_spectrum_image, robust_normalise
 from spec_reference import max_difference, reference_normalise, reference_squares, reference_variants
+
+from miffi.preprocess.config import PreprocessConfig
+from miffi.preprocess.recipe import load_squares, power_spectrum_image, preprocess_loaded, robust_normalise
 
 CPU = torch.device("cpu")
 TOLERANCE = 1e-3

@@ -16,8 +16,8 @@ import timm
 import torch
 import yaml
 from cryosparc.dataset import Dataset
-
 from helpers import save_torchscript
+
 from miffi.labels import GROUPS, LABELS
 from miffi.simulate.config import parse_detector
 from miffi.simulate.dataset import simulate_dataset
@@ -69,7 +69,7 @@ def test_run_on_a_star_file(project, tmp_path):
     assert list(predictions.columns) == ["micrograph", "square", *LABELS]
     assert len(predictions) == 8 * 2  # 640×512: two squares each
     results = pd.read_csv(out / "results.tsv", sep="\t")
-    assert len(results) == 8 and set(results["status"]) == {"computed"}
+    assert len(results) == 8 and set(results["status"]) == {"cached"}  # results say what the cache holds
     assert {"film", "drift", "crystallinity", "contamination", "category", "confidence"} <= set(results)
     for group, labels in GROUPS.items():
         assert set(results[group]) <= set(labels)

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import slurm_cluster
 import yaml
 
-import slurm_cluster
 from miffi.simulate.config import parse_detector
 from miffi.simulate.dataset import simulate_dataset
 

@@ -1,6 +1,6 @@
 import pytest
 
-from miffi.squares import crop_size, layout_for, square_columns
+from miffi.preprocess.squares import crop_size, layout_for, square_columns
 
 
 @pytest.mark.parametrize(

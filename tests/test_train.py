@@ -12,16 +12,16 @@ import timm
 import torch
 from safetensors.torch import load_file, save_file
 
+from miffi.classify.models import checkpoint_metadata, load_classifier
 from miffi.cli import main
-from miffi.config import PreprocessConfig
 from miffi.errors import MiffiError
+from miffi.evaluate.label_files import read_labels
 from miffi.intake import read_micrographs
-from miffi.label_files import read_labels
-from miffi.models import checkpoint_metadata, load_classifier
-from miffi.preprocess import squares_to_tensor
+from miffi.preprocess.config import PreprocessConfig
+from miffi.preprocess.recipe import squares_to_tensor
+from miffi.preprocess.squares import crop_size
 from miffi.simulate.config import parse_detector
 from miffi.simulate.dataset import simulate_dataset
-from miffi.squares import crop_size
 from miffi.train import loop
 from miffi.train.data import (
     augmented_tensor,

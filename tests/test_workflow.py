@@ -17,8 +17,8 @@ import timm
 import torch
 import yaml
 from cryosparc.dataset import Dataset
-
 from helpers import save_torchscript
+
 from miffi.intake import chunk_of
 from miffi.simulate.config import parse_detector
 from miffi.simulate.dataset import simulate_dataset

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from miffi.config import reject_unknown_fields
 from miffi.labels import GROUPS
+from miffi.preprocess.config import reject_unknown_fields
 from miffi.textfiles import read_yaml_mapping
 
 

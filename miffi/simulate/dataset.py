@@ -22,11 +22,11 @@ import starfile
 from tqdm import tqdm
 
 from miffi import __version__, atomic
-from miffi.cryosparc_export import exposures, write_cryosparc
-from miffi.intake.relion import NAME
-from miffi.microscope import CTF, OPTICS, unknown
-from miffi.relion_export import micrographs_star, optics_groups
 from miffi.device import available_cores
+from miffi.export.cryosparc import exposures, write_cryosparc
+from miffi.export.microscope import CTF, OPTICS, unknown
+from miffi.export.relion import micrographs_star, optics_groups
+from miffi.intake.relion import NAME
 from miffi.simulate.config import Detector, SimulationConfig
 from miffi.simulate.scene import Scene, draw_scene, render
 

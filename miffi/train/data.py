@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from miffi.config import PreprocessConfig
 from miffi.errors import MicrographError, MiffiError
-from miffi.label_files import match_labels
+from miffi.evaluate.label_files import match_labels
 from miffi.labels import GROUPS
 from miffi.mrc import open_micrograph
-from miffi.preprocess import estimate_offset, squares_to_tensor
-from miffi.squares import crop_size
+from miffi.preprocess.config import PreprocessConfig
+from miffi.preprocess.recipe import estimate_offset, squares_to_tensor
+from miffi.preprocess.squares import crop_size
 
 TARGETS = [f"target_{group}" for group in GROUPS]
 

@@ -35,15 +35,15 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from miffi import atomic
-from miffi.batch import preprocess_table
-from miffi.cache import TensorCache
-from miffi.combine import combine
-from miffi.config import PreprocessConfig, reject_unknown_fields
+from miffi.classify.combine import combine
+from miffi.classify.inference import group_softmax
+from miffi.classify.models import build_convnext, save_checkpoint
 from miffi.errors import MiffiError
-from miffi.evaluate import Counts
-from miffi.inference import group_softmax
+from miffi.evaluate.scores import Counts
 from miffi.labels import GOOD, GROUPS, LABELS, SLICES
-from miffi.models import build_convnext, save_checkpoint
+from miffi.preprocess.batch import preprocess_table
+from miffi.preprocess.cache import TensorCache
+from miffi.preprocess.config import PreprocessConfig, reject_unknown_fields
 from miffi.train.data import TARGETS, AugmentedMicrographs
 from miffi.train.layer_decay import optimizer_groups
 from miffi.train.pretrained import load_pretrained
@@ -329,8 +329,8 @@ def train(train_samples: pd.DataFrame, val_samples: pd.DataFrame, config: TrainC
         log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val accuracy %.3f (%.1f images/s)%s",
                  epoch + 1, config.epochs, row["train_loss"], row["val_loss"], row["val_accuracy"],
                  row["images_per_s"], " *best*" if is_best else "")
-    from miffi import figures
-    from miffi.train.curves import loss_figure
+    from miffi.report import figures
+    from miffi.train.plots import loss_figure
 
     figures.save(loss_figure(pd.DataFrame(history), pd.DataFrame(iterations)), out / "figures", "loss")
     return pd.DataFrame(history)

@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from helpers import structured_image, write_mrc
 from hostile_helpers import cli_process, one_error_line
-from miffi.batch import preprocess_table
-from miffi.cache import SHARED_NAME, CacheConflict, TensorCache, predict_reusing
-from miffi.config import PreprocessConfig
+
 from miffi.intake import read_micrographs
-from miffi.squares import layout_for
+from miffi.preprocess.batch import preprocess_table
+from miffi.preprocess.cache import SHARED_NAME, CacheConflict, TensorCache, predict_reusing
+from miffi.preprocess.config import PreprocessConfig
+from miffi.preprocess.squares import layout_for
 
 CPU = torch.device("cpu")
 

@@ -10,8 +10,6 @@ import time
 
 import numpy as np
 import pandas as pd
-import pytest
-
 from helpers import structured_image, write_mrc
 from hostile_helpers import BIN, checksums, cli_process
 

@@ -8,7 +8,6 @@ import bz2
 import gzip
 import io
 import os
-import resource
 import subprocess
 import sys
 import zipfile
@@ -16,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import structured_image, write_mrc
 from hostile_helpers import BIN, checksums, cli_process
+
 from miffi.intake import read_micrographs, unique_ids
 from miffi.textfiles import read_tsv
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-
 from helpers import save_torchscript, structured_image, write_mrc
 from hostile_helpers import cli, one_error_line
-from miffi.config import PreprocessConfig
-from miffi.models import save_checkpoint
+
+from miffi.classify.models import save_checkpoint
+from miffi.preprocess.config import PreprocessConfig
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from helpers import structured_image, write_mrc
 from hostile_helpers import checksums, cli, cli_process, is_root, one_error_line
 

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import starfile
 from cryosparc.dataset import Dataset
-
 from helpers import structured_image, write_mrc
 from hostile_helpers import checksums, cli, one_error_line
+
+from miffi.evaluate.label_files import read_labels
 from miffi.intake import read_micrographs
-from miffi.label_files import read_labels
 from miffi.textfiles import read_tsv
 
 
@@ -242,7 +242,7 @@ def test_names_like_missing_values_keep_their_ids_through_the_stages(tmp_path, c
                "--out", results).code == 0
     assert read_tsv(results, ["micrograph"])["micrograph"].tolist() == ids
     results.with_suffix(".parquet").unlink()  # the TSV alone (hand-kept copies) reads the same
-    from miffi.results import read_results
+    from miffi.pipeline import read_results
 
     frame = read_results(results)
     assert frame["micrograph"].tolist() == ids

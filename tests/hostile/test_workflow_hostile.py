@@ -133,7 +133,6 @@ def hostile(sim, tmp_path_factory):
     column, model path; plus odd names and a listed micrograph that does not exist."""
     import timm
     import torch
-
     from helpers import save_torchscript
 
     work = tmp_path_factory.mktemp("hostile")

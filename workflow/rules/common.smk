@@ -13,7 +13,7 @@ import pandas as pd
 from snakemake.utils import validate
 
 sys.path.append(workflow.basedir)  # the miffi beside the Snakefile, for a Snakemake without it (--use-conda)
-from miffi.combine import group_rules, parse_thresholds  # light: no torch at load
+from miffi.classify.combine import group_rules, parse_thresholds  # light: no torch at load
 
 #: Dataset and model names: they are folder names, wildcards and report titles.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"

@@ -26,9 +26,9 @@ from typing import Any
 import torch
 
 from miffi import atomic
-from miffi.config import PreprocessConfig
 from miffi.errors import MiffiError
 from miffi.labels import GROUPS
+from miffi.preprocess.config import PreprocessConfig
 
 NUM_OUTPUTS = sum(len(labels) for labels in GROUPS.values())
 STEM_WEIGHT = "stem.0.weight"

@@ -1,6 +1,12 @@
-"""Results of a run: the results table, its filters, and the combine and export stages.
+"""The pipeline: the stages every orchestration calls, and ``miffi run``.
 
-Free of torch, so the workflow's combine and export jobs start quickly.
+The workflow's commands (``miffi infer``, ``combine``, ``export``) and ``miffi run`` call
+the same stage functions — :func:`predict_stage`, :func:`combine_stage`,
+:func:`export_stage` — so the two cannot disagree. Also the results table: its columns,
+its ``--where`` filters, and reading and writing it.
+
+Free of torch at import, so the workflow's combine and export jobs start quickly; only a
+model's inference imports it.
 """
 
 from __future__ import annotations
@@ -11,23 +17,28 @@ import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from miffi import atomic
-from miffi.cache import SHARED_NAME, CacheConflict, TensorCache, cache_status, predict_reusing
-from miffi.combine import PROBABILITY_COLUMNS, CategorySettings, categorise, combine
-from miffi.config import PreprocessConfig
-from miffi.ctf_baseline import ctf_baseline, fit_resolution
+from miffi.classify.combine import PROBABILITY_COLUMNS, CategorySettings, categorise, combine
+from miffi.classify.ctf_baseline import ctf_baseline, fit_resolution
+from miffi.classify.weightfree import WeightFreeThresholds, predict_metrics
 from miffi.errors import MiffiError
-from miffi.export import FORMATS, export
-from miffi.intake import TABLE_COLUMNS, TEXT_COLUMNS
+from miffi.export import FORMATS, check_categories, check_formats, export
+from miffi.export.microscope import Microscope
+from miffi.intake import TABLE_COLUMNS, TEXT_COLUMNS, read_micrographs
+from miffi.labels import GROUPS, LABELS
+from miffi.preprocess.cache import SHARED_NAME, CacheConflict, TensorCache, cache_status, predict_reusing
+from miffi.preprocess.config import PreprocessConfig
+from miffi.preprocess.metrics import METRICS
 from miffi.textfiles import read_tsv
-from miffi.labels import GROUPS
-from miffi.metrics import METRICS
-from miffi.microscope import Microscope
-from miffi.weightfree import WeightFreeThresholds, predict_metrics
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -183,3 +194,103 @@ def export_stage(results: pd.DataFrame, outdir: str | Path, formats: Sequence[st
                      cryosparc_project_dir)
     log.info("categories: %s", ", ".join(f"{name} {count}" for name, count in written.items()) or "none")
     return written
+
+
+@dataclass
+class RunOptions:
+    """Settings of ``miffi run`` beyond the inputs and the output folder."""
+
+    model: str | Path | None = None  # None: the weight-free classifier
+    arch: str = "convnext_small"
+    cache_dir: str | Path | None = None
+    device: torch.device | str = "cpu"  # a name is resolved (miffi.device) when a stage needs the device
+    rule: str = "miffi"
+    categories: CategorySettings = field(default_factory=CategorySettings)
+    formats: Sequence[str] = FORMATS
+    export_categories: Sequence[str] | None = None
+    split_confidence: bool = False
+    batch_size: int = 16
+    bf16: bool = False
+    pixel_size: float | None = None
+    project_dir: str | Path | None = None
+    pattern: str = "*.mrc"
+    progress: bool = True
+    thresholds: WeightFreeThresholds = field(default_factory=WeightFreeThresholds)
+    where: Sequence[str] = ()
+    allow_outside_project: bool = False
+    full_hash: bool = False
+    microscope: Microscope = field(default_factory=Microscope)
+    cryosparc_project_dir: str | Path | None = None
+
+
+def model_key(options: RunOptions) -> str:
+    """Names the stored predictions of one model: its file (path, size, mtime), arch and precision."""
+    stat = Path(options.model).stat()
+    text = f"{Path(options.model).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{options.arch}|{options.bf16}"
+    return f"{Path(options.model).stem}-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _with_device(options: RunOptions) -> RunOptions:
+    """``options`` with its device name resolved (imports torch)."""
+    from miffi.device import resolve_device
+
+    return options if not isinstance(options.device, str) else \
+        dataclasses.replace(options, device=resolve_device(options.device))
+
+
+def predict_stage(table: pd.DataFrame, options: RunOptions, classifier=None) -> tuple[pd.DataFrame, int]:
+    """Per-square predictions for the preprocessed micrographs of ``table``: the model's
+    (``classifier`` when already loaded), or without one the weight-free classifier's
+    (no torch). Stored per micrograph, so only new micrographs are evaluated; returns the
+    predictions and how many were evaluated."""
+    if not options.model:
+        return weightfree_stage(table, options.cache_dir, options.thresholds)
+    from miffi.classify.inference import predict
+    from miffi.classify.models import load_classifier
+
+    options = _with_device(options)
+    classifier = classifier or load_classifier(options.model, options.arch, options.device)
+    cache = TensorCache(options.cache_dir, classifier.config)
+    usable = usable_sources(cache_status(table, cache))
+
+    def run(names: list[str]) -> pd.DataFrame:
+        return predict(classifier, cache, names, options.device, options.batch_size, options.bf16, options.progress,
+                       [usable[m] for m in names])
+
+    store = Path(options.cache_dir) / "predictions" / model_key(options)
+    return predict_reusing(run, list(usable), cache, store)
+
+
+def run_pipeline(inputs: Sequence[str | Path], outdir: str | Path, options: RunOptions) -> pd.DataFrame:
+    """Run every stage in one process and write ``predictions.tsv``, ``results.tsv`` and
+    the exports: the workflow's stages (intake, preprocess, :func:`predict_stage`,
+    :func:`combine_stage`, :func:`export_stage`), called the same way.
+
+    With a model, the weight-free classifier's labels are added as a second opinion
+    (``wf_*`` columns); without one, it is the classifier.
+    """
+    check_formats(options.formats)  # the export settings first: a typo must not cost a run
+    if options.export_categories is not None:
+        check_categories(options.export_categories, options.split_confidence)
+    for expression in options.where:
+        parse_where(expression, result_columns(second_opinion=bool(options.model)))
+    from miffi.classify.models import load_classifier
+    from miffi.preprocess.batch import preprocess_table
+
+    outdir = Path(outdir)
+    options = dataclasses.replace(_with_device(options), cache_dir=options.cache_dir or outdir / "cache")
+    classifier = load_classifier(options.model, options.arch, options.device) if options.model else None
+    atomic.ensure_folder(outdir)
+    table = read_micrographs(inputs, options.project_dir, options.pixel_size, options.pattern,
+                             allow_outside_project=options.allow_outside_project)
+    cache = TensorCache(options.cache_dir, classifier.config if classifier else PreprocessConfig(),
+                        full_hash=options.full_hash)
+    preprocess_table(table, cache, options.device, progress=options.progress)
+    predictions, _ = predict_stage(table, options, classifier)
+    results = combine_stage(table, predictions, options.cache_dir, options.model, options.rule, options.categories,
+                            options.thresholds)
+    write_table(predictions[["micrograph", "square", *LABELS]], outdir / "predictions.tsv")
+    write_table(results, outdir / "results.tsv")
+    export_stage(results, outdir, options.formats, options.export_categories, options.split_confidence,
+                 options.where, microscope=options.microscope, cryosparc_project_dir=options.cryosparc_project_dir)
+    return results

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from miffi.errors import MiffiError
-from miffi.label_files import match_labels
+from miffi.evaluate.label_files import match_labels
 from miffi.labels import GOOD, GROUPS
 
 WEIGHTFREE = "weight-free"

@@ -16,10 +16,10 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from miffi.cache import TensorCache
+from miffi.classify.models import NUM_OUTPUTS, Classifier, ModelError
 from miffi.errors import MiffiError
 from miffi.labels import LABELS, SLICES
-from miffi.models import NUM_OUTPUTS, Classifier, ModelError
+from miffi.preprocess.cache import TensorCache
 
 
 def group_softmax(logits: torch.Tensor) -> torch.Tensor:

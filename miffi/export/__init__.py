@@ -6,11 +6,11 @@ high/low-confidence halves) with at least one micrograph:
 ``relion/<name>.star``
     every block of the input star file with only the collection's micrographs (of a
     particles star: all their particles); for other inputs a RELION 3.1 micrographs
-    star with full optics groups and the input's CTF fit (:mod:`miffi.relion_export`).
+    star with full optics groups and the input's CTF fit (:mod:`miffi.export.relion`).
 ``cryosparc/<name>.cs`` + ``.csg``
     all fields of the input exposures (joined over the input's .cs files) for the
     collection's rows, and a group file for "Import Result Group"; for other inputs
-    exposures with the fields cryoSPARC's own have (:mod:`miffi.cryosparc_export`).
+    exposures with the fields cryoSPARC's own have (:mod:`miffi.export.cryosparc`).
 ``lists/<name>.txt``
     the micrographs' paths, one per line (``failed.txt``: those that could not be read).
 """
@@ -23,10 +23,10 @@ from pathlib import Path
 import pandas as pd
 
 from miffi import atomic
-from miffi.combine import CATEGORIES, SINGLE_BAD
-from miffi.cryosparc_export import VERSION, ExposureSource, exposures, write_cryosparc
-from miffi.microscope import Microscope, complete, unknown
-from miffi.relion_export import StarSource, optics_groups, write_relion
+from miffi.classify.combine import CATEGORIES, SINGLE_BAD
+from miffi.export.cryosparc import VERSION, ExposureSource, exposures, write_cryosparc
+from miffi.export.microscope import Microscope, complete, unknown
+from miffi.export.relion import StarSource, optics_groups, write_relion
 
 FORMATS = ("relion", "cryosparc", "lists")
 #: Collections that a confidence split halves into ``<name>_high_conf`` and ``<name>_low_conf``.

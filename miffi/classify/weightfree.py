@@ -1,6 +1,6 @@
 """A weight-free classifier: the four Miffi groups from the interpretable metrics.
 
-It turns each square's metrics (:mod:`miffi.metrics`) into probabilities for the 11
+It turns each square's metrics (:mod:`miffi.preprocess.metrics`) into probabilities for the 11
 labels, like a CNN would, so combining squares, categories and exports work the same.
 Each decision is a logistic step ``σ((metric − threshold) / width)`` on one metric; the
 thresholds live in :class:`WeightFreeThresholds` and were fitted on simulated data
@@ -18,15 +18,14 @@ thresholds live in :class:`WeightFreeThresholds` and were fitted on simulated da
 from __future__ import annotations
 
 import math
-
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from miffi.config import reject_unknown_fields
 from miffi.labels import LABELS
+from miffi.preprocess.config import reject_unknown_fields
 
 
 def _step(value: float, threshold: float, width: float) -> float:
@@ -84,7 +83,7 @@ def predict_metrics(
     square_metrics: Mapping[str, Sequence[Mapping[str, float]]],
     thresholds: WeightFreeThresholds | None = None,
 ) -> pd.DataFrame:
-    """Per-square probabilities, in the layout of :func:`miffi.inference.predict`."""
+    """Per-square probabilities, in the layout of :func:`miffi.classify.inference.predict`."""
     thresholds = thresholds or WeightFreeThresholds()
     rows = [
         {"micrograph": micrograph, "square": i, **dict(zip(LABELS, square_probabilities(m, thresholds)))}

@@ -23,8 +23,8 @@ import yaml
 from cryosparc.dataset import Dataset
 
 from miffi import atomic
+from miffi.export.microscope import from_cryosparc
 from miffi.intake.cryosparc import csg_metafiles, load_dataset
-from miffi.microscope import from_cryosparc
 from miffi.mrc import read_header
 from miffi.textfiles import read_yaml_mapping
 
@@ -72,8 +72,8 @@ class ExposureSource:
 
 def exposures(rows: pd.DataFrame, facts: pd.DataFrame, groups: pd.Series, project_dir: Path | None) -> Dataset:
     """Exposures of micrographs that did not come from cryoSPARC (``facts``, ``groups``
-    aligned with ``rows``; see :mod:`miffi.microscope` and
-    :func:`miffi.relion_export.optics_groups`)."""
+    aligned with ``rows``; see :mod:`miffi.export.microscope` and
+    :func:`miffi.export.relion.optics_groups`)."""
     headers = [read_header(p) for p in rows["path"]]
     fitted = facts["defocus_u"].notna().to_numpy()
     dataset = Dataset.allocate(len(rows), fields=BLOB_FIELDS + MSCOPE_FIELDS + (CTF_FIELDS if fitted.any() else []))

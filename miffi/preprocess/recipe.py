@@ -20,12 +20,12 @@ import scipy.fft
 import torch
 import torch.nn.functional as F
 
-from miffi.config import PreprocessConfig
 from miffi.device import available_cores
 from miffi.errors import MicrographError
-from miffi.metrics import micrograph_metrics, realspace_metrics, spectral_metrics
 from miffi.mrc import MrcHeader, open_micrograph
-from miffi.squares import SquareLayout, layout_for
+from miffi.preprocess.config import PreprocessConfig
+from miffi.preprocess.metrics import micrograph_metrics, realspace_metrics, spectral_metrics
+from miffi.preprocess.squares import SquareLayout, layout_for
 
 
 @dataclass(frozen=True)
@@ -205,7 +205,7 @@ class Preprocessed:
 
 
 def square_metrics(image: torch.Tensor, amplitude: torch.Tensor, loaded: LoadedMicrograph) -> list[dict[str, float]]:
-    """Spectral and real-space metrics of each square (see :mod:`miffi.metrics`)."""
+    """Spectral and real-space metrics of each square (see :mod:`miffi.preprocess.metrics`)."""
     layout = loaded.layout
     # image = irfft2 of the offset-free crop: back to input intensity units per pixel
     scale = (layout.crop / layout.side) ** 2

@@ -16,8 +16,8 @@ import pandas as pd
 import starfile
 
 from miffi import atomic
+from miffi.export.microscope import CTF, OPTICS, STAR_LABELS, from_star
 from miffi.intake.relion import NAME, micrograph_rows, particles_of, read_star
-from miffi.microscope import CTF, OPTICS, STAR_LABELS, from_star
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class StarSource:
         return cls(path, blocks, kind, block, micrographs)
 
     def facts(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """The optics and CTF facts (:mod:`miffi.microscope`) of ``rows``."""
+        """The optics and CTF facts (:mod:`miffi.export.microscope`) of ``rows``."""
         optics = self.blocks.get("optics")
         selected = self.micrographs.iloc[rows["input_row"].to_numpy()].reset_index(drop=True)
         return from_star(selected, optics if isinstance(optics, pd.DataFrame) else None, self.path)

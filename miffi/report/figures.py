@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from miffi import atomic
-from miffi.combine import CATEGORIES
-from miffi.evaluate import MethodScore
+from miffi.classify.combine import CATEGORIES
+from miffi.evaluate.scores import MethodScore
 from miffi.labels import GROUPS
-from miffi.metrics import METRICS
+from miffi.preprocess.metrics import METRICS
 
 ORDER = (*CATEGORIES, "failed")
 COLOURS = dict(zip(ORDER, ("#2e7d32", "#1565c0", "#ef6c00", "#80deea", "#00838f", "#8e24aa", "#c62828", "#616161")))

@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from miffi import __version__, atomic, figures
+from miffi import __version__, atomic
 from miffi.errors import MiffiError
-from miffi.evaluate import Evaluation, MethodScore, summary_table
+from miffi.evaluate.scores import Evaluation, MethodScore, summary_table
 from miffi.labels import GROUPS
+from miffi.report import figures
 from miffi.textfiles import read_tsv
 
 STYLE = """

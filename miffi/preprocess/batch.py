@@ -15,11 +15,11 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from miffi.cache import STATUS_COLUMNS, TensorCache
-from miffi.device import available_cores
 from miffi import atomic
+from miffi.device import available_cores
 from miffi.errors import MicrographError, OutputError
-from miffi.preprocess import LoadedMicrograph, load_squares, preprocess_loaded
+from miffi.preprocess.cache import STATUS_COLUMNS, TensorCache
+from miffi.preprocess.recipe import LoadedMicrograph, load_squares, preprocess_loaded
 
 log = logging.getLogger(__name__)
 

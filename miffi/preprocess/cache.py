@@ -7,7 +7,7 @@
     how it was made: the preprocessing config, the source file's fingerprint (resolved
     path, size, mtime and a content digest, :func:`miffi.mrc.file_fingerprint`), the pixel
     size used, the square layout, the metrics of the micrograph and of each square
-    (:mod:`miffi.metrics`) and the stamp (inode, size, mtime) of the tensor file it
+    (:mod:`miffi.preprocess.metrics`) and the stamp (inode, size, mtime) of the tensor file it
     describes; or ``"status": "failed"`` and the error.
 
 An entry is reused only when the sidecar says ``ok``, its config equals the current
@@ -35,12 +35,12 @@ import numpy as np
 import pandas as pd
 
 from miffi import atomic
-from miffi import metrics
-from miffi.config import CACHE_FORMAT, PreprocessConfig
 from miffi.errors import MiffiError
 from miffi.labels import LABELS
 from miffi.mrc import file_fingerprint
-from miffi.squares import SquareLayout
+from miffi.preprocess import metrics
+from miffi.preprocess.config import CACHE_FORMAT, PreprocessConfig
+from miffi.preprocess.squares import SquareLayout
 
 #: Columns of a preprocessing status table (``preprocess.tsv``), metrics included.
 STATUS_COLUMNS = ["micrograph", "path", "status", "error", "squares", "pixel_size", "seconds", *metrics.METRICS]

@@ -1,0 +1,1 @@
+"""Classify: models and the weight-free classifier per square, squares combined into categories."""

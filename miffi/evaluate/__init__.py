@@ -1,0 +1,1 @@
+"""Evaluate: calls against labels (label files, the paper's metrics)."""

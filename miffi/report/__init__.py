@@ -1,0 +1,1 @@
+"""Report: the HTML report and its figures."""
