@@ -6,6 +6,11 @@
 # config.yaml (the demo) is the default run. A user's `--configfile my.yaml` replaces it rather
 # than being merged into it (Snakemake would otherwise run the demo's datasets and training
 # job as well); `--config key=value` alone still overrides keys of the demo.
+from snakemake.utils import min_version
+
+min_version("9.0")  # pyproject.toml: snakemake>=9
+
+
 if not workflow.overwrite_configfiles:
 
     configfile: "config.yaml"
@@ -22,6 +27,7 @@ include: "workflow/rules/infer.smk"
 include: "workflow/rules/combine.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -84,19 +84,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         tmp = Path(tmp)
         paths = make_micrographs(tmp / "mics", args.n)
-        print(f"K3 micrographs {K3[1]}×{K3[0]} float32 @ 0.83 Å: {args.n}; CPU cores: {available_cores()}; "
-              f"torch {torch.__version__}")
+        print(
+            f"K3 micrographs {K3[1]}×{K3[0]} float32 @ 0.83 Å: {args.n}; CPU cores: {available_cores()}; "
+            f"torch {torch.__version__}"
+        )
         median, mean = time_miffi(paths, tmp / "cache_cpu", torch.device("cpu"))
-        print(f"miffi preprocess, CPU: median {median:.3f} s/micrograph, mean wall {mean:.3f} s "
-              f"({1 / mean:.2f} micrographs/s)")
+        print(
+            f"miffi preprocess, CPU: median {median:.3f} s/micrograph, mean wall {mean:.3f} s "
+            f"({1 / mean:.2f} micrographs/s)"
+        )
         if torch.cuda.is_available():
             median_gpu, mean_gpu = time_miffi(paths, tmp / "cache_gpu", torch.device("cuda"))
-            print(f"miffi preprocess, GPU ({torch.cuda.get_device_name()}): median {median_gpu:.3f} "
-                  f"s/micrograph, mean wall {mean_gpu:.3f} s ({1 / mean_gpu:.1f} micrographs/s)")
+            print(
+                f"miffi preprocess, GPU ({torch.cuda.get_device_name()}): median {median_gpu:.3f} "
+                f"s/micrograph, mean wall {mean_gpu:.3f} s ({1 / mean_gpu:.1f} micrographs/s)"
+            )
         if args.reference:
             ref = time_reference(paths, args.reference)
-            print(f"literal recipe transcription (numpy float64 FFTs), CPU: median {ref:.3f} s/micrograph; "
-                  f"miffi CPU is {ref / median:.1f}x faster")
+            print(
+                f"literal recipe transcription (numpy float64 FFTs), CPU: median {ref:.3f} s/micrograph; "
+                f"miffi CPU is {ref / median:.1f}x faster"
+            )
 
 
 if __name__ == "__main__":

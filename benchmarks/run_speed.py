@@ -42,8 +42,11 @@ def save_model(path: Path, arch: str) -> None:
 def bench(paths: list[Path], model: Path, work: Path, device: torch.device, label: str) -> None:
     n = len(paths)
     options = RunOptions(model=model, device=device, progress=False, cache_dir=work / f"cache_{label}")
-    run_pipeline(paths[:1], work / f"warmup_{label}", RunOptions(model=model, device=device, progress=False,
-                                                               cache_dir=work / f"warm_{label}"))
+    run_pipeline(
+        paths[:1],
+        work / f"warmup_{label}",
+        RunOptions(model=model, device=device, progress=False, cache_dir=work / f"warm_{label}"),
+    )
     start = time.perf_counter()
     run_pipeline(paths, work / f"out_{label}", options)
     end_to_end = (time.perf_counter() - start) / n
@@ -53,13 +56,18 @@ def bench(paths: list[Path], model: Path, work: Path, device: torch.device, labe
     for bf16 in (False, True):
         predict(classifier, cache, names[:1], device, bf16=bf16, progress=False)  # warm-up
         start = time.perf_counter()
-        predict(classifier, cache, names, device, batch_size=32 if device.type == "cuda" else 16, bf16=bf16,
-                progress=False)
+        predict(
+            classifier, cache, names, device, batch_size=32 if device.type == "cuda" else 16, bf16=bf16, progress=False
+        )
         per = (time.perf_counter() - start) / n
-        print(f"{label}: inference on cached tensors ({'bf16' if bf16 else 'fp32'}): {per:.3f} s per K3 "
-              f"micrograph ({1 / per:.1f}/s, 2 squares each)")
-    print(f"{label}: miffi run end to end (fp32, fresh cache): {end_to_end:.3f} s per K3 micrograph "
-          f"({1 / end_to_end:.2f}/s)")
+        print(
+            f"{label}: inference on cached tensors ({'bf16' if bf16 else 'fp32'}): {per:.3f} s per K3 "
+            f"micrograph ({1 / per:.1f}/s, 2 squares each)"
+        )
+    print(
+        f"{label}: miffi run end to end (fp32, fresh cache): {end_to_end:.3f} s per K3 micrograph "
+        f"({1 / end_to_end:.2f}/s)"
+    )
 
 
 def main() -> None:

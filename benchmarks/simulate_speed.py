@@ -28,8 +28,10 @@ def main() -> None:
             start = time.perf_counter()
             render(scene)
             times.append(time.perf_counter() - start)
-        print(f"{name:>14}: median {statistics.median(times[1:]):.2f} s per micrograph "
-              f"(max {max(times[1:]):.2f} s; first, with warm-up, {times[0]:.2f} s)")
+        print(
+            f"{name:>14}: median {statistics.median(times[1:]):.2f} s per micrograph "
+            f"(max {max(times[1:]):.2f} s; first, with warm-up, {times[0]:.2f} s)"
+        )
 
 
 if __name__ == "__main__":

@@ -35,52 +35,139 @@ def main() -> None:
     parser.add_argument("--arch", default="convnext_atto")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--curve", type=int, nargs="*", default=[100, 200, 400, 800],
-                        help="learning-curve sizes (two channels, first seed); none to skip")
+    parser.add_argument(
+        "--curve",
+        type=int,
+        nargs="*",
+        default=[100, 200, 400, 800],
+        help="learning-curve sizes (two channels, first seed); none to skip",
+    )
     args = parser.parse_args()
     out = args.out
     for name, n, seed in (("train", args.train, 101), ("test", args.test, 202)):
-        miffi("simulate", "--out", str(out / name), "--n", str(n), "--detector", args.detector, "--seed", str(seed),
-              "--no-progress")
-    options = ["--preset", "scratch-1ch", "--arch", args.arch, "--size", str(args.size), "--epochs", str(args.epochs),
-               "--warmup-epochs", "0.5", "--batch-size", "16", "--lr", "1e-3", "--val-fraction", "0.1",
-               "--no-progress"]
+        miffi(
+            "simulate",
+            "--out",
+            str(out / name),
+            "--n",
+            str(n),
+            "--detector",
+            args.detector,
+            "--seed",
+            str(seed),
+            "--no-progress",
+        )
+    options = [
+        "--preset",
+        "scratch-1ch",
+        "--arch",
+        args.arch,
+        "--size",
+        str(args.size),
+        "--epochs",
+        str(args.epochs),
+        "--warmup-epochs",
+        "0.5",
+        "--batch-size",
+        "16",
+        "--lr",
+        "1e-3",
+        "--val-fraction",
+        "0.1",
+        "--no-progress",
+    ]
     labels = pd.read_csv(out / "test" / "labels.csv")
-    good = (labels["film"].isin(["no_film", "minor_film"]) & (labels["drift"] == "no_crack_drift")
-            & (labels["crystallinity"] == "not_crystalline") & (labels["contamination"] == "minor_contamination"))
+    good = (
+        labels["film"].isin(["no_film", "minor_film"])
+        & (labels["drift"] == "no_crack_drift")
+        & (labels["crystallinity"] == "not_crystalline")
+        & (labels["contamination"] == "minor_contamination")
+    )
     rows = []
     for seed in args.seeds:
         for channels in (2, 1):
             run = out / f"ch{channels}_seed{seed}"
             started = time.perf_counter()
-            miffi("train", str(out / "train" / "micrographs.star"), "--labels", str(out / "train" / "labels.csv"),
-                  "--out", str(run / "model"), "--channels", str(channels), "--seed", str(seed), "--resume", *options)
+            miffi(
+                "train",
+                str(out / "train" / "micrographs.star"),
+                "--labels",
+                str(out / "train" / "labels.csv"),
+                "--out",
+                str(run / "model"),
+                "--channels",
+                str(channels),
+                "--seed",
+                str(seed),
+                "--resume",
+                *options,
+            )
             minutes = (time.perf_counter() - started) / 60
-            miffi("run", "--input", str(out / "test" / "micrographs.star"), "--model", str(run / "model" / "best.safetensors"),
-                  "--outdir", str(run / "test"), "--no-progress")
-            miffi("evaluate", "--results", str(run / "test" / "results.tsv"), "--labels", str(out / "test" / "labels.csv"),
-                  "--dataset", run.name, "--out", str(run / "evaluation"))
+            miffi(
+                "run",
+                "--input",
+                str(out / "test" / "micrographs.star"),
+                "--model",
+                str(run / "model" / "best.safetensors"),
+                "--outdir",
+                str(run / "test"),
+                "--no-progress",
+            )
+            miffi(
+                "evaluate",
+                "--results",
+                str(run / "test" / "results.tsv"),
+                "--labels",
+                str(out / "test" / "labels.csv"),
+                "--dataset",
+                run.name,
+                "--out",
+                str(run / "evaluation"),
+            )
             evaluation = json.loads((run / "evaluation" / "evaluation.json").read_text())
             cnn = next(v for k, v in evaluation["methods"].items() if k.startswith("model:"))
             history = pd.read_csv(run / "model" / "log.tsv", sep="\t")
-            rows.append({"channels": channels, "seed": seed, "accuracy": cnn["metrics"]["accuracy"],
-                         **{f"{g}": s["accuracy"] for g, s in cnn["groups"].items()},
-                         "weight-free": evaluation["methods"]["weight-free"]["metrics"]["accuracy"],
-                         "train minutes": minutes, "images/s": history["images_per_s"].median()})
+            rows.append(
+                {
+                    "channels": channels,
+                    "seed": seed,
+                    "accuracy": cnn["metrics"]["accuracy"],
+                    **{f"{g}": s["accuracy"] for g, s in cnn["groups"].items()},
+                    "weight-free": evaluation["methods"]["weight-free"]["metrics"]["accuracy"],
+                    "train minutes": minutes,
+                    "images/s": history["images_per_s"].median(),
+                }
+            )
             print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
     majority = max(good.mean(), 1 - good.mean())
-    text = (f"held-out set: {len(labels)} simulated micrographs ({args.detector}), majority class "
-            f"{'good' if good.mean() > 0.5 else 'bad'} = {majority:.3f}; training set {args.train}; "
-            f"{args.arch} at {args.size}², {args.epochs} epochs from scratch\n\n"
-            + table.to_markdown(index=False, floatfmt=".3f") + "\n\nmean per channel count:\n\n"
-            + table.groupby("channels").mean(numeric_only=True).drop(columns="seed").to_markdown(floatfmt=".3f") + "\n")
+    text = (
+        f"held-out set: {len(labels)} simulated micrographs ({args.detector}), majority class "
+        f"{'good' if good.mean() > 0.5 else 'bad'} = {majority:.3f}; training set {args.train}; "
+        f"{args.arch} at {args.size}², {args.epochs} epochs from scratch\n\n"
+        + table.to_markdown(index=False, floatfmt=".3f")
+        + "\n\nmean per channel count:\n\n"
+        + table.groupby("channels").mean(numeric_only=True).drop(columns="seed").to_markdown(floatfmt=".3f")
+        + "\n"
+    )
     (out / "ablation.md").write_text(text)
     print(text)
     if args.curve:
-        miffi("learning-curve", str(out / "train" / "micrographs.star"), "--labels", str(out / "train" / "labels.csv"),
-              "--out", str(out / "curve"), "--channels", "2", "--seed", str(args.seeds[0]),
-              "--sizes", ",".join(map(str, args.curve)), *options)
+        miffi(
+            "learning-curve",
+            str(out / "train" / "micrographs.star"),
+            "--labels",
+            str(out / "train" / "labels.csv"),
+            "--out",
+            str(out / "curve"),
+            "--channels",
+            "2",
+            "--seed",
+            str(args.seeds[0]),
+            "--sizes",
+            ",".join(map(str, args.curve)),
+            *options,
+        )
         print(pd.read_csv(out / "curve" / "curve.tsv", sep="\t").to_markdown(index=False, floatfmt=".3f"))
 
 

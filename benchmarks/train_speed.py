@@ -33,15 +33,57 @@ def main() -> None:
     args = parser.parse_args()
     miffi = [sys.executable, "-m", "miffi"]
     started = time.perf_counter()
-    subprocess.run([*miffi, "simulate", "--out", str(args.out / "data"), "--n", str(args.n), "--detector",
-                    args.detector, "--seed", "7", "--no-progress", "-q"], check=True)
+    subprocess.run(
+        [
+            *miffi,
+            "simulate",
+            "--out",
+            str(args.out / "data"),
+            "--n",
+            str(args.n),
+            "--detector",
+            args.detector,
+            "--seed",
+            "7",
+            "--no-progress",
+            "-q",
+        ],
+        check=True,
+    )
     print(f"simulated {args.n} micrographs in {time.perf_counter() - started:.0f} s", flush=True)
     run = args.out / f"{args.arch}_{args.size}"
-    subprocess.run([*miffi, "train", str(args.out / "data" / "micrographs.star"), "--labels",
-                    str(args.out / "data" / "labels.csv"), "--out", str(run), "--resume", "--preset", "scratch-1ch",
-                    "--channels", "2", "--arch", args.arch, "--size", str(args.size), "--epochs", str(args.epochs),
-                    "--warmup-epochs", "0.2", "--batch-size", str(args.batch_size), "--workers", str(args.workers),
-                    "--device", args.device, "--no-progress"], check=True)
+    subprocess.run(
+        [
+            *miffi,
+            "train",
+            str(args.out / "data" / "micrographs.star"),
+            "--labels",
+            str(args.out / "data" / "labels.csv"),
+            "--out",
+            str(run),
+            "--resume",
+            "--preset",
+            "scratch-1ch",
+            "--channels",
+            "2",
+            "--arch",
+            args.arch,
+            "--size",
+            str(args.size),
+            "--epochs",
+            str(args.epochs),
+            "--warmup-epochs",
+            "0.2",
+            "--batch-size",
+            str(args.batch_size),
+            "--workers",
+            str(args.workers),
+            "--device",
+            args.device,
+            "--no-progress",
+        ],
+        check=True,
+    )
     log = pd.read_csv(run / "log.tsv", sep="\t")
     print(log[["epoch", "images_per_s", "seconds", "train_loss", "val_loss", "val_accuracy"]].to_string(index=False))
 

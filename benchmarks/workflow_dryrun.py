@@ -44,15 +44,32 @@ def main() -> None:
         names = [f"Movies/mic_{i:06d}.mrc" for i in range(args.n)]
         for name in names:
             (work / name).write_bytes(data)
-        optics = pd.DataFrame({"rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1],
-                               "rlnMicrographPixelSize": [0.83]})
-        starfile.write({"optics": optics, "micrographs": pd.DataFrame(
-            {"rlnMicrographName": names, "rlnOpticsGroup": 1})}, work / "micrographs.star")
-        (work / "config.yaml").write_text(yaml.safe_dump({"outdir": "out", "datasets": {"big": {
-            "input": ["micrographs.star"], "chunks": args.chunks, "device": "cpu"}}}))
+        optics = pd.DataFrame(
+            {"rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1], "rlnMicrographPixelSize": [0.83]}
+        )
+        starfile.write(
+            {"optics": optics, "micrographs": pd.DataFrame({"rlnMicrographName": names, "rlnOpticsGroup": 1})},
+            work / "micrographs.star",
+        )
+        (work / "config.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "outdir": "out",
+                    "datasets": {"big": {"input": ["micrographs.star"], "chunks": args.chunks, "device": "cpu"}},
+                }
+            )
+        )
         env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-        command = [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
-                   "--cores", "1", "--quiet"]
+        command = [
+            str(BIN / "snakemake"),
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(work),
+            "--cores",
+            "1",
+            "--quiet",
+        ]
         start = time.perf_counter()
         subprocess.run([*command, "--until", "intake"], check=True, env=env, capture_output=True)
         intake = time.perf_counter() - start
@@ -62,11 +79,16 @@ def main() -> None:
         if result.returncode != 0:
             sys.exit(result.stdout[-2000:] + result.stderr[-2000:])
         text = result.stdout + result.stderr
-        counts = {line.split()[0]: int(line.split()[1]) for line in text.splitlines()  # the "Job stats" table
-                  if len(line.split()) == 2 and line.split()[0] in ("preprocess", "infer")}
+        counts = {
+            line.split()[0]: int(line.split()[1])
+            for line in text.splitlines()  # the "Job stats" table
+            if len(line.split()) == 2 and line.split()[0] in ("preprocess", "infer")
+        }
         jobs = sum(counts.values())
-        print(f"{args.n} micrographs, {args.chunks} chunks: intake {intake:.1f} s; "
-              f"snakemake -n {dry:.1f} s ({jobs} preprocess+infer jobs in the DAG)")
+        print(
+            f"{args.n} micrographs, {args.chunks} chunks: intake {intake:.1f} s; "
+            f"snakemake -n {dry:.1f} s ({jobs} preprocess+infer jobs in the DAG)"
+        )
 
 
 if __name__ == "__main__":

@@ -45,15 +45,44 @@ def main() -> None:
         work = Path(tmp)
         paths = make_micrographs(work / "mics", args.n)
         (work / "mics.txt").write_text("".join(f"{p}\n" for p in paths))
-        run = timed([str(BIN / "miffi"), "run", "--input", "mics.txt", "--outdir", "run", "--device", "cpu",
-                     "--no-progress", "-q"], work)
-        (work / "config.yaml").write_text(yaml.safe_dump({"outdir": "wf", "datasets": {"k3": {
-            "input": ["mics.txt"], "chunks": args.chunks, "device": "cpu"}}}))
-        workflow = timed([str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
-                          "--cores", str(os.cpu_count()), "--quiet"], work)
-        print(f"{args.n} K3 micrographs, weight-free, CPU cores {os.cpu_count()}: miffi run {run:.1f} s "
-              f"({run / args.n:.3f} s each); workflow ({args.chunks} chunk(s)) {workflow:.1f} s "
-              f"({workflow / args.n:.3f} s each); workflow throughput = {run / workflow:.0%} of miffi run's")
+        run = timed(
+            [
+                str(BIN / "miffi"),
+                "run",
+                "--input",
+                "mics.txt",
+                "--outdir",
+                "run",
+                "--device",
+                "cpu",
+                "--no-progress",
+                "-q",
+            ],
+            work,
+        )
+        (work / "config.yaml").write_text(
+            yaml.safe_dump(
+                {"outdir": "wf", "datasets": {"k3": {"input": ["mics.txt"], "chunks": args.chunks, "device": "cpu"}}}
+            )
+        )
+        workflow = timed(
+            [
+                str(BIN / "snakemake"),
+                "--snakefile",
+                str(ROOT / "Snakefile"),
+                "--directory",
+                str(work),
+                "--cores",
+                str(os.cpu_count()),
+                "--quiet",
+            ],
+            work,
+        )
+        print(
+            f"{args.n} K3 micrographs, weight-free, CPU cores {os.cpu_count()}: miffi run {run:.1f} s "
+            f"({run / args.n:.3f} s each); workflow ({args.chunks} chunk(s)) {workflow:.1f} s "
+            f"({workflow / args.n:.3f} s each); workflow throughput = {run / workflow:.0%} of miffi run's"
+        )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise MiffiError(
-                f"device {name!r} was requested but no CUDA GPU is visible "
-                "(use --device auto or cpu to run on the CPU)"
+                f"device {name!r} was requested but no CUDA GPU is visible (use --device auto or cpu to run on the CPU)"
             )
         return torch.device(name)
     raise MiffiError(f"unknown device {name!r} (choose from {', '.join(DEVICE_CHOICES)} or cuda:N)")

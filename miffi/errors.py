@@ -14,25 +14,28 @@ class MiffiError(Exception):
     """Base class for errors reported to the user as one line."""
 
 
-class MicrographError(MiffiError):
+class FileError(MiffiError):
+    """A file (or an option, named like one) that cannot be used: ``path: problem``."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class MicrographError(FileError):
     """A micrograph that cannot be read or preprocessed.
 
     In a many-micrograph run it is recorded as failed and the run goes on.
     """
 
-    def __init__(self, path: str | Path, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
-
-class InputError(MiffiError):
+class InputError(FileError):
     """An input table (star, cs, csg, list) or option that cannot be used at all."""
 
-    def __init__(self, path: str | Path, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+
+class ModelError(FileError):
+    """A model file that cannot be used (or a model that gives unusable outputs)."""
 
 
 class OutputError(MiffiError):
@@ -72,7 +75,16 @@ def output_error(exc: OSError, folder: str | Path) -> OutputError | None:
         return None
     if exc.errno in (errno.ENOTDIR, errno.EEXIST):
         # Name the file that stands where a folder should be.
-        blocker = next((p for p in [Path(folder), *Path(folder).parents] if p.exists() and not p.is_dir()),
-                       Path(folder))
+        blocker = next(
+            (p for p in [Path(folder), *Path(folder).parents] if p.exists() and not p.is_dir()), Path(folder)
+        )
         return OutputError(blocker, problem)
     return OutputError(os.path.abspath(folder), problem)
+
+
+class SettingError(MiffiError, ValueError):
+    """A setting the user gave (an option, a config value) that cannot be used.
+
+    Also a ``ValueError``, so argparse ``type=`` functions that call the core's checks
+    still turn it into the option's error.
+    """

@@ -23,6 +23,7 @@ def is_good(labels: dict[str, str]) -> bool:
     """A micrograph is good when every group's label is good."""
     return all(labels[group] in GOOD[group] for group in GROUPS)
 
+
 #: All labels in model-output order: the column names of per-square probabilities.
 LABELS: tuple[str, ...] = tuple(label for labels in GROUPS.values() for label in labels)
 

@@ -29,8 +29,7 @@ MIN_SIDE = 32
 #: Largest image accepted (megapixels); EER super-resolution frames are 67 MP, atlases more.
 MAX_PIXELS = 128_000_000
 #: What to do with a movie; miffi classifies motion-corrected 2-D micrographs only.
-MOTION_CORRECT = ("motion-correct first (e.g. RELION MotionCorr, cryoSPARC Patch Motion) "
-                  "and give the micrographs")
+MOTION_CORRECT = "motion-correct first (e.g. RELION MotionCorr, cryoSPARC Patch Motion) and give the micrographs"
 #: Movie formats, refused by name whatever their content.
 MOVIE_SUFFIXES = {".tif", ".tiff", ".eer"}
 #: Leading bytes of files that are sometimes named .mrc, and what they are.
@@ -136,16 +135,18 @@ def read_header(path: str | Path) -> MrcHeader:
             f"({needed} bytes with headers) but the file has {size} bytes",
         )
     if nx * ny > MAX_PIXELS:
-        raise MicrographError(path, f"image of {nx}×{ny} pixels ({nx * ny / 1e6:.0f} megapixels) is larger than "
-                                    f"miffi takes ({MAX_PIXELS / 1e6:.0f} megapixels): a montage or atlas, "
-                                    "not a single exposure?")
+        raise MicrographError(
+            path,
+            f"image of {nx}×{ny} pixels ({nx * ny / 1e6:.0f} megapixels) is larger than "
+            f"miffi takes ({MAX_PIXELS / 1e6:.0f} megapixels): a montage or atlas, "
+            "not a single exposure?",
+        )
     if min(nx, ny) < MIN_SIDE:
         raise MicrographError(path, f"image of {nx}×{ny} pixels is too small to be a micrograph")
     pixel_size = voxel if math.isfinite(voxel) and voxel > 0 else None
     extremes = [float(header.dmin), float(header.dmax)]
     minimum, maximum = extremes if all(map(math.isfinite, extremes)) else (0.0, 0.0)
-    return MrcHeader(str(path), height=ny, width=nx, mode=mode, pixel_size=pixel_size, minimum=minimum,
-                     maximum=maximum)
+    return MrcHeader(str(path), height=ny, width=nx, mode=mode, pixel_size=pixel_size, minimum=minimum, maximum=maximum)
 
 
 @contextlib.contextmanager
@@ -194,5 +195,9 @@ def file_fingerprint(path: str | Path, full: bool = False) -> dict[str, int | st
             for i in range(SAMPLE_BLOCKS):
                 handle.seek(span * i // (SAMPLE_BLOCKS - 1))
                 digest.update(handle.read(SAMPLE_BYTES))
-    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-            "content": ("full:" if full else "sampled:") + digest.hexdigest()}
+    return {
+        "path": str(path.resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "content": ("full:" if full else "sampled:") + digest.hexdigest(),
+    }

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from miffi import atomic
+from miffi.classify import registry
 from miffi.classify.combine import PROBABILITY_COLUMNS, CategorySettings, categorise, combine
 from miffi.classify.ctf_baseline import ctf_baseline, fit_resolution
 from miffi.classify.weightfree import WeightFreeThresholds, predict_metrics
@@ -49,7 +50,7 @@ def method_name(model: str | Path | None) -> str:
     folder (``model:demo_cnn/best.safetensors``)."""
     if model is None:
         return "weight-free"
-    path = Path(model)
+    path = Path(registry.get_model(str(model)).key) if registry.is_model_name(model) else Path(model)
     run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     if path.suffix == ".safetensors" and (path.stem == "best" or path.stem.startswith("epoch_")) and run.name:
         return f"model:{run.name}/{path.name}"
@@ -60,25 +61,45 @@ def result_columns(second_opinion: bool) -> list[str]:
     """The columns of a results table, in order (``wf_*``: the weight-free second opinion
     of a run with a model); known before any work, so ``--where`` can be checked early."""
     opinion = [f"wf_{c}" for c in [*GROUPS, "category"]] if second_opinion else []
-    front = ["micrograph", *GROUPS, "category", "confidence", "confidence_level",
-             *[f"{g}_confidence" for g in GROUPS], "status", "error", "classifier", "squares",
-             *METRICS, "ctf_fit_resolution", "ctf_baseline", *opinion]
+    front = [
+        "micrograph",
+        *GROUPS,
+        "category",
+        "confidence",
+        "confidence_level",
+        *[f"{g}_confidence" for g in GROUPS],
+        "status",
+        "error",
+        "classifier",
+        "squares",
+        *METRICS,
+        "ctf_fit_resolution",
+        "ctf_baseline",
+        *opinion,
+    ]
     return front + [c for c in [*TABLE_COLUMNS, *PROBABILITY_COLUMNS, "bad_groups"] if c not in front]
 
 
-def results_table(table: pd.DataFrame, status: pd.DataFrame, categorised: pd.DataFrame,
-                  second_opinion: pd.DataFrame | None, method: str) -> pd.DataFrame:
+def results_table(
+    table: pd.DataFrame,
+    status: pd.DataFrame,
+    categorised: pd.DataFrame,
+    second_opinion: pd.DataFrame | None,
+    method: str,
+) -> pd.DataFrame:
     """One row per micrograph in input order: intake facts, status, labels, category,
     metrics, the CTF baseline, the weight-free second opinion and probabilities."""
-    results = table[TABLE_COLUMNS].merge(status[["micrograph", "status", "error", *METRICS]],
-                                          on="micrograph", how="left")
+    results = table[TABLE_COLUMNS].merge(
+        status[["micrograph", "status", "error", *METRICS]], on="micrograph", how="left"
+    )
     results = results.merge(categorised, on="micrograph", how="left")
     results["classifier"] = method
     results["ctf_fit_resolution"] = fit_resolution(table).to_numpy()
     results["ctf_baseline"] = ctf_baseline(results["ctf_fit_resolution"]).to_numpy()
     if second_opinion is not None:
         renamed = second_opinion[["micrograph", *GROUPS, "category"]].rename(
-            columns={c: f"wf_{c}" for c in [*GROUPS, "category"]})
+            columns={c: f"wf_{c}" for c in [*GROUPS, "category"]}
+        )
         results = results.merge(renamed, on="micrograph", how="left")
     return results[result_columns(second_opinion is not None)]
 
@@ -92,8 +113,10 @@ def parse_where(expression: str, columns: Sequence[str] | None = None) -> tuple[
     number when it reads as one); with ``columns``, the column must be one of them."""
     match = FILTER.match(expression)
     if not match:
-        raise MiffiError(f"--where {expression!r}: expected COLUMN OP VALUE with OP one of "
-                         f"{' '.join(OPERATORS)}, e.g. 'water_ring < 1.3'")
+        raise MiffiError(
+            f"--where {expression!r}: expected COLUMN OP VALUE with OP one of "
+            f"{' '.join(OPERATORS)}, e.g. 'water_ring < 1.3'"
+        )
     column, op, raw = match.groups()
     if columns is not None and column not in columns:
         raise MiffiError(f"--where {expression!r}: no column {column!r} (columns: {', '.join(columns)})")
@@ -137,8 +160,9 @@ def read_results(path: str | Path) -> pd.DataFrame:
         raise MiffiError(f"{path}: cannot read results table: {error}") from None
 
 
-def weightfree_predictions(cache: TensorCache, sources: Mapping[str, str],
-                           thresholds: WeightFreeThresholds) -> pd.DataFrame:
+def weightfree_predictions(
+    cache: TensorCache, sources: Mapping[str, str], thresholds: WeightFreeThresholds
+) -> pd.DataFrame:
     """The weight-free classifier on the cached metrics of ``sources`` (micrograph → file)."""
     metrics = {}
     for micrograph, source in sources.items():
@@ -155,21 +179,32 @@ def usable_sources(status: pd.DataFrame) -> dict[str, str]:
     return dict(zip(ok["micrograph"], ok["path"]))
 
 
-def weightfree_stage(table: pd.DataFrame, cache_dir: str | Path,
-                     thresholds: WeightFreeThresholds) -> tuple[pd.DataFrame, int]:
+def weightfree_stage(
+    table: pd.DataFrame, cache_dir: str | Path, thresholds: WeightFreeThresholds
+) -> tuple[pd.DataFrame, int]:
     """Weight-free predictions for the preprocessed micrographs of ``table`` (stored per
     micrograph like a model's); returns them and how many were evaluated."""
     cache = TensorCache(cache_dir, PreprocessConfig())
     usable = usable_sources(cache_status(table, cache))
     text = json.dumps(dataclasses.asdict(thresholds), sort_keys=True)
     store = Path(cache_dir) / "predictions" / ("weightfree-" + hashlib.sha256(text.encode()).hexdigest()[:12])
-    return predict_reusing(lambda names: weightfree_predictions(cache, {m: usable[m] for m in names}, thresholds),
-                           list(usable), cache, store)
+    return predict_reusing(
+        lambda names: weightfree_predictions(cache, {m: usable[m] for m in names}, thresholds),
+        list(usable),
+        cache,
+        store,
+    )
 
 
-def combine_stage(table: pd.DataFrame, predictions: pd.DataFrame, cache_dir: str | Path,
-                  model: str | Path | None, rule: str, categories: CategorySettings,
-                  thresholds: WeightFreeThresholds) -> pd.DataFrame:
+def combine_stage(
+    table: pd.DataFrame,
+    predictions: pd.DataFrame,
+    cache_dir: str | Path,
+    model: str | Path | None,
+    rule: str,
+    categories: CategorySettings,
+    thresholds: WeightFreeThresholds,
+) -> pd.DataFrame:
     """The results table from the micrograph table, the cache and the predictions
     (made by ``model``, or by the weight-free classifier when it is None)."""
     cache = TensorCache(cache_dir, PreprocessConfig())
@@ -184,14 +219,21 @@ def combine_stage(table: pd.DataFrame, predictions: pd.DataFrame, cache_dir: str
     return results_table(table, status, categorised, second_opinion, method)
 
 
-def export_stage(results: pd.DataFrame, outdir: str | Path, formats: Sequence[str] = FORMATS,
-                 categories: Sequence[str] | None = None, split_confidence: bool = False,
-                 where: Sequence[str] = (), microscope: Microscope = Microscope(),
-                 cryosparc_project_dir: str | Path | None = None) -> dict[str, int]:
+def export_stage(
+    results: pd.DataFrame,
+    outdir: str | Path,
+    formats: Sequence[str] = FORMATS,
+    categories: Sequence[str] | None = None,
+    split_confidence: bool = False,
+    where: Sequence[str] = (),
+    microscope: Microscope = Microscope(),
+    cryosparc_project_dir: str | Path | None = None,
+) -> dict[str, int]:
     """Exports of the micrographs satisfying ``where`` (failed ones are always listed)."""
     selected = where_mask(results, where) | (results["status"] == "failed")
-    written = export(results[selected], outdir, formats, categories, split_confidence, microscope,
-                     cryosparc_project_dir)
+    written = export(
+        results[selected], outdir, formats, categories, split_confidence, microscope, cryosparc_project_dir
+    )
     log.info("categories: %s", ", ".join(f"{name} {count}" for name, count in written.items()) or "none")
     return written
 
@@ -200,8 +242,8 @@ def export_stage(results: pd.DataFrame, outdir: str | Path, formats: Sequence[st
 class RunOptions:
     """Settings of ``miffi run`` beyond the inputs and the output folder."""
 
-    model: str | Path | None = None  # None: the weight-free classifier
-    arch: str = "convnext_small"
+    model: str | Path | None = None  # None: the weight-free classifier; a registry name: its downloaded file
+    arch: str = registry.DEFAULT_ARCH
     cache_dir: str | Path | None = None
     device: torch.device | str = "cpu"  # a name is resolved (miffi.device) when a stage needs the device
     rule: str = "miffi"
@@ -222,6 +264,11 @@ class RunOptions:
     microscope: Microscope = field(default_factory=Microscope)
     cryosparc_project_dir: str | Path | None = None
 
+    def __post_init__(self) -> None:
+        # A published model's name (`--model miffi_v1`) is its downloaded file from here on.
+        if self.model and registry.is_model_name(self.model):
+            self.model = registry.resolve_model(self.model)
+
 
 def model_key(options: RunOptions) -> str:
     """Names the stored predictions of one model: its file (path, size, mtime), arch and precision."""
@@ -234,8 +281,11 @@ def _with_device(options: RunOptions) -> RunOptions:
     """``options`` with its device name resolved (imports torch)."""
     from miffi.device import resolve_device
 
-    return options if not isinstance(options.device, str) else \
-        dataclasses.replace(options, device=resolve_device(options.device))
+    return (
+        options
+        if not isinstance(options.device, str)
+        else dataclasses.replace(options, device=resolve_device(options.device))
+    )
 
 
 def predict_stage(table: pd.DataFrame, options: RunOptions, classifier=None) -> tuple[pd.DataFrame, int]:
@@ -254,8 +304,16 @@ def predict_stage(table: pd.DataFrame, options: RunOptions, classifier=None) -> 
     usable = usable_sources(cache_status(table, cache))
 
     def run(names: list[str]) -> pd.DataFrame:
-        return predict(classifier, cache, names, options.device, options.batch_size, options.bf16, options.progress,
-                       [usable[m] for m in names])
+        return predict(
+            classifier,
+            cache,
+            names,
+            options.device,
+            options.batch_size,
+            options.bf16,
+            options.progress,
+            [usable[m] for m in names],
+        )
 
     store = Path(options.cache_dir) / "predictions" / model_key(options)
     return predict_reusing(run, list(usable), cache, store)
@@ -281,16 +339,37 @@ def run_pipeline(inputs: Sequence[str | Path], outdir: str | Path, options: RunO
     options = dataclasses.replace(_with_device(options), cache_dir=options.cache_dir or outdir / "cache")
     classifier = load_classifier(options.model, options.arch, options.device) if options.model else None
     atomic.ensure_folder(outdir)
-    table = read_micrographs(inputs, options.project_dir, options.pixel_size, options.pattern,
-                             allow_outside_project=options.allow_outside_project)
-    cache = TensorCache(options.cache_dir, classifier.config if classifier else PreprocessConfig(),
-                        full_hash=options.full_hash)
-    preprocess_table(table, cache, options.device, progress=options.progress)
+    table = read_micrographs(
+        inputs,
+        options.project_dir,
+        options.pixel_size,
+        options.pattern,
+        allow_outside_project=options.allow_outside_project,
+    )
+    cache = TensorCache(
+        options.cache_dir, classifier.config if classifier else PreprocessConfig(), full_hash=options.full_hash
+    )
+    preprocessed = usable_sources(preprocess_table(table, cache, options.device, progress=options.progress))
     predictions, _ = predict_stage(table, options, classifier)
-    results = combine_stage(table, predictions, options.cache_dir, options.model, options.rule, options.categories,
-                            options.thresholds)
+    results = combine_stage(
+        table, predictions, options.cache_dir, options.model, options.rule, options.categories, options.thresholds
+    )
+    replaced = sorted(set(preprocessed) - set(usable_sources(results)))
+    if replaced:  # another run took over their entries meanwhile: never a mix of two datasets
+        raise CacheConflict(
+            f"{cache.directory}: the entries of {len(replaced)} micrograph(s) ({', '.join(replaced[:5])}) were "
+            f"replaced while this run used them ({SHARED_NAME})"
+        )
     write_table(predictions[["micrograph", "square", *LABELS]], outdir / "predictions.tsv")
     write_table(results, outdir / "results.tsv")
-    export_stage(results, outdir, options.formats, options.export_categories, options.split_confidence,
-                 options.where, microscope=options.microscope, cryosparc_project_dir=options.cryosparc_project_dir)
+    export_stage(
+        results,
+        outdir,
+        options.formats,
+        options.export_categories,
+        options.split_confidence,
+        options.where,
+        microscope=options.microscope,
+        cryosparc_project_dir=options.cryosparc_project_dir,
+    )
     return results

@@ -65,20 +65,46 @@ def read_tsv(path: str | Path, text_columns: Sequence[str] = (), what: str = "ta
     try:
         header = pd.read_csv(path, sep="\t", nrows=0).columns
         text = [c for c in text_columns if c in header]
-        table = pd.read_csv(path, sep="\t", dtype={c: str for c in text}, keep_default_na=False,
-                            na_values={c: _NA_VALUES for c in header if c not in text})
+        table = pd.read_csv(
+            path,
+            sep="\t",
+            dtype={c: str for c in text},
+            keep_default_na=False,
+            na_values={c: _NA_VALUES for c in header if c not in text},
+        )
     except FileNotFoundError:
         raise InputError(path, f"{what} not found") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(path, f"cannot read {what}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise InputError(
+            path, f"cannot read {what}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
     for column in text:  # an empty field is missing; a word is a name
         table[column] = table[column].mask(table[column] == "")
     return table
 
 
 #: pandas' default missing-value words, for the columns that are not text.
-_NA_VALUES = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-              "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+_NA_VALUES = [
+    "",
+    "#N/A",
+    "#N/A N/A",
+    "#NA",
+    "-1.#IND",
+    "-1.#QNAN",
+    "-NaN",
+    "-nan",
+    "1.#IND",
+    "1.#QNAN",
+    "<NA>",
+    "N/A",
+    "NA",
+    "NULL",
+    "NaN",
+    "None",
+    "n/a",
+    "nan",
+    "null",
+]
 
 
 @contextlib.contextmanager

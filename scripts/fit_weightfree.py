@@ -39,10 +39,17 @@ GRID = {
     "film_minor_coverage": np.linspace(0.1, 0.45, 15),
     "film_flatness": np.linspace(4.5, 10.0, 12),
 }
-GROUP_OF = {"drift_anisotropy": "drift", "empty_flatness": "drift", "crack_bright_fraction": "drift",
-            "contamination_dark_fraction": "contamination", "crystal_minor_peak": "crystallinity",
-            "crystal_major_peak": "crystallinity", "film_edge_separation": "film",
-            "film_minor_coverage": "film", "film_flatness": "film"}
+GROUP_OF = {
+    "drift_anisotropy": "drift",
+    "empty_flatness": "drift",
+    "crack_bright_fraction": "drift",
+    "contamination_dark_fraction": "contamination",
+    "crystal_minor_peak": "crystallinity",
+    "crystal_major_peak": "crystallinity",
+    "film_edge_separation": "film",
+    "film_minor_coverage": "film",
+    "film_flatness": "film",
+}
 
 
 def dataset(folder: Path, n: int, detector: str, seed: int) -> tuple[dict, pd.DataFrame]:
@@ -72,8 +79,7 @@ def main() -> None:
         for _ in range(2):  # coordinate descent, twice over the thresholds
             for name, values in GRID.items():
                 group = GROUP_OF[name]
-                scores = [accuracy(*train, dataclasses.replace(thresholds, **{name: float(v)}))[group]
-                          for v in values]
+                scores = [accuracy(*train, dataclasses.replace(thresholds, **{name: float(v)}))[group] for v in values]
                 thresholds = dataclasses.replace(thresholds, **{name: round(float(values[int(np.argmax(scores))]), 4)})
         print("fitted thresholds:", dataclasses.asdict(thresholds))
         print("default thresholds, test set:", accuracy(*test, WeightFreeThresholds()))

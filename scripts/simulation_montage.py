@@ -23,8 +23,12 @@ from miffi.preprocess.squares import layout_for  # noqa: E402
 from miffi.simulate.config import SimulationConfig, parse_detector  # noqa: E402
 from miffi.simulate.scene import draw_scene, render  # noqa: E402
 
-GOOD = {"film": "no_film", "drift": "no_crack_drift", "crystallinity": "not_crystalline",
-        "contamination": "minor_contamination"}
+GOOD = {
+    "film": "no_film",
+    "drift": "no_crack_drift",
+    "crystallinity": "not_crystalline",
+    "contamination": "minor_contamination",
+}
 CASES = [
     ("good", {}),
     ("minor film", {"film": "minor_film"}),

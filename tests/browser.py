@@ -7,8 +7,14 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 def chromium_path() -> str | None:
@@ -26,11 +32,19 @@ def open_report(path: Path, width: int = 1280, height: int = 900) -> Iterator:
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
             page.errors = []
-            page.on("console", lambda m: page.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+            page.on(
+                "console", lambda m: page.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None
+            )
             page.on("pageerror", lambda e: page.errors.append(f"page error: {e}"))
             page.on("requestfailed", lambda r: page.errors.append(f"request failed: {r.url}"))
-            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:"))
-                       else (page.errors.append(f"network request: {route.request.url}"), route.abort()))
+            page.route(
+                "**/*",
+                lambda route: (
+                    route.continue_()
+                    if route.request.url.startswith(("file:", "data:"))
+                    else (page.errors.append(f"network request: {route.request.url}"), route.abort())
+                ),
+            )
             page.goto(Path(path).resolve().as_uri(), wait_until="load")
             yield page
         finally:

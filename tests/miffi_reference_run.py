@@ -12,19 +12,23 @@ from pathlib import Path
 import numpy as np
 import torch
 from miffi.datasets import MicDataset, mic_transforms
+from miffi.inference import inference_mic, load_model, outputs_to_confidence
 from miffi.parameters import DEFAULT_LABEL_NAMES
 from miffi.utils import get_preprocess_param
 from torch.utils.data import DataLoader
 
 import miffi
-from miffi.classify.inference import inference_mic, load_model, outputs_to_confidence
 
 assert "miffi-1.0.1" in miffi.__file__, f"not the reference package: {miffi.__file__}"
 model_path, out, *micrographs = sys.argv[1:]
 paths = [Path(m) for m in micrographs]
 transpose, small_dim, splits = get_preprocess_param(paths[0], None, 1.5, None, False)
-dataset = MicDataset([p.name for p in paths], paths[0].parent, DEFAULT_LABEL_NAMES,
-                     transform=mic_transforms(small_dim, splits, transpose, False))
+dataset = MicDataset(
+    [p.name for p in paths],
+    paths[0].parent,
+    DEFAULT_LABEL_NAMES,
+    transform=mic_transforms(small_dim, splits, transpose, False),
+)
 loader = DataLoader(dataset, batch_size=2, shuffle=False, num_workers=0)
 device = torch.device("cpu")
 model = load_model(None, None, Path(model_path), None, None, False, DEFAULT_LABEL_NAMES, device).eval()

@@ -53,8 +53,7 @@ def reference_normalise(x: np.ndarray, keep_max_twin: bool = False, keep_min_twi
 
 def resize(plane: np.ndarray) -> np.ndarray:
     tensor = torch.from_numpy(np.ascontiguousarray(plane))[None, None]
-    out = torch.nn.functional.interpolate(tensor, size=(384, 384), mode="bilinear", antialias=True,
-                                          align_corners=False)
+    out = torch.nn.functional.interpolate(tensor, size=(384, 384), mode="bilinear", antialias=True, align_corners=False)
     return out[0, 0].numpy().astype(np.float64)
 
 
@@ -91,8 +90,11 @@ def reference_variants(image: np.ndarray, apix: float, power_spectrum: bool = Tr
         P[:, 0 : D // 2] = np.flip(P[:, D // 2 :], axis=(0, 1))
         R = resize(P)
         R = 0.5 * (R + R[::-1, ::-1])  # exact symmetry (float64 rounding removed)
-        variants = [np.stack([image_channel, reference_normalise(R, keep_max, keep_min)])
-                    for keep_max in (False, True) for keep_min in (False, True)]
+        variants = [
+            np.stack([image_channel, reference_normalise(R, keep_max, keep_min)])
+            for keep_max in (False, True)
+            for keep_min in (False, True)
+        ]
         out.append(np.stack(variants))
     return np.stack(out).astype(np.float32)
 

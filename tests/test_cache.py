@@ -46,8 +46,12 @@ def test_tensors_and_sidecars_are_written(two_micrographs):
     assert meta["config"] == PreprocessConfig().to_dict()
     assert meta["layout"]["crop"] == 350 and meta["pixel_size"] == 0.75
     stat = os.stat(cache_dir / "b.npy")
-    assert meta["tensor"] == {"file": "b.npy", "shape": [1, 2, 384, 384], "dtype": "float32",
-                              "stamp": {"inode": stat.st_ino, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}}
+    assert meta["tensor"] == {
+        "file": "b.npy",
+        "shape": [1, 2, 384, 384],
+        "dtype": "float32",
+        "stamp": {"inode": stat.st_ino, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns},
+    }
     assert not [p for p in cache_dir.iterdir() if p.name.endswith(".tmp")]
 
 

@@ -13,8 +13,9 @@ from helpers import structured_image, write_mrc
 
 
 def miffi(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "miffi", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "miffi", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_preprocess_folder_with_a_bad_micrograph(tmp_path):
@@ -45,8 +46,19 @@ def test_star_input_with_pixel_size_and_one_channel(tmp_path, realdata):
     star = realdata / "relion_star" / "micrographs_ctf.star"
     movies = tmp_path / "MotionCorr" / "job002" / "Movies"
     write_mrc(movies / "20170629_00021_frameImage.mrc", structured_image((512, 640)), pixel_size=None)
-    result = miffi("preprocess", star, "--project-dir", tmp_path, "--out", tmp_path / "cache",
-                   "--pixel-size", "1.5", "--channels", "1", "--no-progress")
+    result = miffi(
+        "preprocess",
+        star,
+        "--project-dir",
+        tmp_path,
+        "--out",
+        tmp_path / "cache",
+        "--pixel-size",
+        "1.5",
+        "--channels",
+        "1",
+        "--no-progress",
+    )
     assert result.returncode == 0, result.stderr
     assert np.load(tmp_path / "cache" / "20170629_00021_frameImage.npy").shape == (2, 1, 384, 384)
     status = pd.read_csv(tmp_path / "cache" / "preprocess.tsv", sep="\t")
@@ -72,41 +84,83 @@ def test_cuda_requested_without_gpu_fails_loudly(tmp_path):
 
 # --- every option is checked before any work (in process: the CLI's own parsing) ----------
 
+
 def _argv(command: str, tmp_path, *extra: str) -> list[str]:
     """A command line whose inputs exist, so that only the bad option stops it."""
     mrc = write_mrc(tmp_path / "mics" / "m.mrc", structured_image((256, 256)), pixel_size=1.0)
     out = tmp_path / "out"
-    base = {"run": ["run", "--input", str(mrc), "--outdir", str(out), "--device", "cpu", "--no-progress"],
-            "combine": ["combine", str(tmp_path / "t.micrographs.tsv"), "--cache", str(out / "cache"),
-                        "--predictions", str(tmp_path / "p.tsv"), "--out", str(out / "results.tsv")],
-            "export": ["export", str(tmp_path / "results.tsv"), "--outdir", str(out)]}
+    base = {
+        "run": ["run", "--input", str(mrc), "--outdir", str(out), "--device", "cpu", "--no-progress"],
+        "combine": [
+            "combine",
+            str(tmp_path / "t.micrographs.tsv"),
+            "--cache",
+            str(out / "cache"),
+            "--predictions",
+            str(tmp_path / "p.tsv"),
+            "--out",
+            str(out / "results.tsv"),
+        ],
+        "export": ["export", str(tmp_path / "results.tsv"), "--outdir", str(out)],
+    }
     return [*base[command], *extra]
 
 
-@pytest.mark.parametrize(("commands", "option", "message"), [
-    (("run", "combine"), ["--rule", "strictt"],
-     "argument --rule: 'strictt' is not a rule: malformed part 'strictt' (a rule is a preset, miffi, strict, "
-     "lenient, mean, or Miffi's grammar"),
-    (("run", "combine"), ["--rule", "0,111:5,000"], "argument --rule: '0,111:5,000' is not a rule: unknown group 5"),
-    (("run", "combine"), ["--bad-threshold", "flim=0.8"],
-     "argument --bad-threshold: 'flim=0.8': unknown group 'flim' (groups: film, drift, crystallinity, contamination)"),
-    (("run", "combine"), ["--bad-threshold", "film=1.5"],
-     "argument --bad-threshold: 'film=1.5': film: a confidence threshold must lie in [0, 1], got 1.5"),
-    (("run", "combine"), ["--bad-threshold", "film=0.8,film=0.9"],
-     "argument --bad-threshold: 'film=0.8,film=0.9': group 'film' given twice"),
-    (("run",), ["--bad-threshold", "high"], "argument --bad-threshold: 'high' is not a number"),
-    (("run", "combine"), ["--good-threshold", "nan"],
-     "argument --good-threshold: a confidence threshold must lie in [0, 1], got nan"),
-    (("run", "export"), ["--formats", "relion,star"],
-     "argument --formats: unknown export format 'star'; choose from relion, cryosparc, lists"),
-    (("export",), ["--formats="], "argument --formats: unknown export format ''"),
-    (("run", "export"), ["--categories", "goood"],
-     "argument --categories: unknown category 'goood'; choose from good, bad_film, bad_drift, "
-     "bad_minor_crystalline, bad_major_crystalline, bad_contamination, bad_multiple, bad_single; "
-     "<name>_high_conf and <name>_low_conf for <name> good, bad_single, bad_film"),
-    (("export",), ["--categories", "good,bad_multiple_low_conf"],
-     "argument --categories: unknown category 'bad_multiple_low_conf'"),
-])
+@pytest.mark.parametrize(
+    ("commands", "option", "message"),
+    [
+        (
+            ("run", "combine"),
+            ["--rule", "strictt"],
+            "argument --rule: 'strictt' is not a rule: malformed part 'strictt' (a rule is a preset, miffi, strict, "
+            "lenient, mean, or Miffi's grammar",
+        ),
+        (
+            ("run", "combine"),
+            ["--rule", "0,111:5,000"],
+            "argument --rule: '0,111:5,000' is not a rule: unknown group 5",
+        ),
+        (
+            ("run", "combine"),
+            ["--bad-threshold", "flim=0.8"],
+            "argument --bad-threshold: 'flim=0.8': unknown group 'flim' (groups: film, drift, crystallinity, contamination)",  # noqa: E501
+        ),
+        (
+            ("run", "combine"),
+            ["--bad-threshold", "film=1.5"],
+            "argument --bad-threshold: 'film=1.5': film: a confidence threshold must lie in [0, 1], got 1.5",
+        ),
+        (
+            ("run", "combine"),
+            ["--bad-threshold", "film=0.8,film=0.9"],
+            "argument --bad-threshold: 'film=0.8,film=0.9': group 'film' given twice",
+        ),
+        (("run",), ["--bad-threshold", "high"], "argument --bad-threshold: 'high' is not a number"),
+        (
+            ("run", "combine"),
+            ["--good-threshold", "nan"],
+            "argument --good-threshold: a confidence threshold must lie in [0, 1], got nan",
+        ),
+        (
+            ("run", "export"),
+            ["--formats", "relion,star"],
+            "argument --formats: unknown export format 'star'; choose from relion, cryosparc, lists",
+        ),
+        (("export",), ["--formats="], "argument --formats: unknown export format ''"),
+        (
+            ("run", "export"),
+            ["--categories", "goood"],
+            "argument --categories: unknown category 'goood'; choose from good, bad_film, bad_drift, "
+            "bad_minor_crystalline, bad_major_crystalline, bad_contamination, bad_multiple, bad_single; "
+            "<name>_high_conf and <name>_low_conf for <name> good, bad_single, bad_film",
+        ),
+        (
+            ("export",),
+            ["--categories", "good,bad_multiple_low_conf"],
+            "argument --categories: unknown category 'bad_multiple_low_conf'",
+        ),
+    ],
+)
 def test_bad_options_fail_while_parsing(tmp_path, capsys, commands, option, message):
     from miffi.cli import main
 
@@ -119,15 +173,20 @@ def test_bad_options_fail_while_parsing(tmp_path, capsys, commands, option, mess
         assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize(("option", "message"), [
-    (["--categories", "good_high_conf"],
-     "miffi: error: unknown category 'good_high_conf'; choose from good, bad_film, bad_drift, bad_minor_crystalline, "
-     "bad_major_crystalline, bad_contamination, bad_multiple, bad_single (with --split-confidence also "
-     "<name>_high_conf and <name>_low_conf"),
-    (["--where", "water_rng < 1.3"], "miffi: error: --where 'water_rng < 1.3': no column 'water_rng' (columns: "),
-    (["--where", "wf_category == good"], "no column 'wf_category'"),  # a second opinion needs a model
-    (["--where", "water_ring ~ 1.3"], "miffi: error: --where 'water_ring ~ 1.3': expected COLUMN OP VALUE"),
-])
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (
+            ["--categories", "good_high_conf"],
+            "miffi: error: unknown category 'good_high_conf'; choose from good, bad_film, bad_drift, bad_minor_crystalline, "  # noqa: E501
+            "bad_major_crystalline, bad_contamination, bad_multiple, bad_single (with --split-confidence also "
+            "<name>_high_conf and <name>_low_conf",
+        ),
+        (["--where", "water_rng < 1.3"], "miffi: error: --where 'water_rng < 1.3': no column 'water_rng' (columns: "),
+        (["--where", "wf_category == good"], "no column 'wf_category'"),  # a second opinion needs a model
+        (["--where", "water_ring ~ 1.3"], "miffi: error: --where 'water_ring ~ 1.3': expected COLUMN OP VALUE"),
+    ],
+)
 def test_run_checks_its_export_settings_before_intake(tmp_path, capsys, option, message):
     from miffi.cli import main
 
@@ -136,6 +195,7 @@ def test_run_checks_its_export_settings_before_intake(tmp_path, capsys, option, 
     assert not (tmp_path / "out").exists()
     # the control: with the option made right, the same run does its work
     fixed = {"good_high_conf": ["--split-confidence", "--categories", "good_high_conf"]}.get(
-        option[1], ["--where", "water_ring < 1e9"])
+        option[1], ["--where", "water_ring < 1e9"]
+    )
     assert main(_argv("run", tmp_path, "--formats", "lists", *fixed)) == 0
     assert (tmp_path / "out" / "results.tsv").is_file()

@@ -18,8 +18,12 @@ from miffi.classify.combine import (
 )
 from miffi.labels import GROUPS, LABELS
 
-GOOD_SQUARE = {"film": [0.9, 0.05, 0.03, 0.02], "drift": [0.95, 0.05], "crystallinity": [0.9, 0.07, 0.03],
-               "contamination": [0.97, 0.03]}
+GOOD_SQUARE = {
+    "film": [0.9, 0.05, 0.03, 0.02],
+    "drift": [0.95, 0.05],
+    "crystallinity": [0.9, 0.07, 0.03],
+    "contamination": [0.97, 0.03],
+}
 
 
 def squares(*per_square: dict, micrograph: str = "m") -> pd.DataFrame:
@@ -36,8 +40,10 @@ def one(frame: pd.DataFrame, rule: str = "miffi") -> pd.Series:
 
 
 FILM = {  # square distributions that predict each film label
-    "no_film": [0.8, 0.1, 0.05, 0.05], "minor_film": [0.1, 0.8, 0.05, 0.05],
-    "major_film": [0.05, 0.1, 0.8, 0.05], "film": [0.05, 0.05, 0.1, 0.8],
+    "no_film": [0.8, 0.1, 0.05, 0.05],
+    "minor_film": [0.1, 0.8, 0.05, 0.05],
+    "major_film": [0.05, 0.1, 0.8, 0.05],
+    "film": [0.05, 0.05, 0.1, 0.8],
 }
 
 
@@ -90,8 +96,12 @@ def test_default_rule_binary_groups_take_the_good_label(group):
 
 
 def test_grammar_equals_default_and_custom_tokens():
-    frame = squares({"film": FILM["no_film"]}, {"film": FILM["major_film"]},
-                    {"crystallinity": [0.1, 0.1, 0.8]}, {"drift": [0.1, 0.9]})
+    frame = squares(
+        {"film": FILM["no_film"]},
+        {"film": FILM["major_film"]},
+        {"crystallinity": [0.1, 0.1, 0.8]},
+        {"drift": [0.1, 0.9]},
+    )
     pd.testing.assert_frame_equal(combine(frame, "miffi"), combine(frame, "0,111,010,222:2,111,010"))
     # drift: any crack_drift_empty → crack_drift_empty; film: any major → major
     custom = one(frame, "1,111:0,222")
@@ -128,8 +138,11 @@ def test_grammar_errors(rule, message):
 
 def test_parse_thresholds():
     assert parse_thresholds("0.8") == parse_thresholds(0.8) == dict.fromkeys(GROUPS, 0.8)
-    assert parse_thresholds(" film = 0.9, drift=1 ") == {**dict.fromkeys(GROUPS, DEFAULT_THRESHOLD),
-                                                         "film": 0.9, "drift": 1.0}
+    assert parse_thresholds(" film = 0.9, drift=1 ") == {
+        **dict.fromkeys(GROUPS, DEFAULT_THRESHOLD),
+        "film": 0.9,
+        "drift": 1.0,
+    }
 
 
 @pytest.mark.parametrize(
@@ -153,13 +166,17 @@ def test_threshold_errors(text, message):
 
 def test_parse_rule():
     assert parse_rule("0,111,010,222:2,111,010") == {
-        "film": [(1, 1, 1), (0, 1, 0), (2, 2, 2)], "crystallinity": [(1, 1, 1), (0, 1, 0)]}
+        "film": [(1, 1, 1), (0, 1, 0), (2, 2, 2)],
+        "crystallinity": [(1, 1, 1), (0, 1, 0)],
+    }
 
 
 def test_presets_strict_lenient_mean():
-    frame = squares({"film": FILM["no_film"], "drift": [0.9, 0.1]},
-                    {"film": FILM["major_film"], "drift": [0.45, 0.55]},
-                    {"film": FILM["minor_film"], "drift": [0.9, 0.1]})
+    frame = squares(
+        {"film": FILM["no_film"], "drift": [0.9, 0.1]},
+        {"film": FILM["major_film"], "drift": [0.45, 0.55]},
+        {"film": FILM["minor_film"], "drift": [0.9, 0.1]},
+    )
     strict, lenient, mean = one(frame, "strict"), one(frame, "lenient"), one(frame, "mean")
     assert (strict["film"], strict["drift"]) == ("major_film", "crack_drift_empty")
     assert (lenient["film"], lenient["drift"]) == ("no_film", "no_crack_drift")
@@ -212,4 +229,4 @@ def test_many_micrographs_keep_their_order():
     out = combine(frame)
     assert out["micrograph"].tolist() == ["b", "a"]
     assert out["squares"].tolist() == [1, 2]
-    assert np.isclose(out[[f"p_{l}" for l in GROUPS["drift"]]].sum(axis=1), 1).all()
+    assert np.isclose(out[[f"p_{label}" for label in GROUPS["drift"]]].sum(axis=1), 1).all()

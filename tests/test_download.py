@@ -57,7 +57,7 @@ class FakeZenodo:
                 self.end_headers()
                 cut = server.drop_after.pop(key, None)
                 if cut is not None:
-                    self.wfile.write(data[start:start + cut])
+                    self.wfile.write(data[start : start + cut])
                     self.wfile.flush()
                     self.close_connection = True
                     return
@@ -69,10 +69,18 @@ class FakeZenodo:
         self.thread.start()
 
     def record(self):
-        return {"id": 8342009, "files": [
-            {"key": key, "size": len(data), "checksum": "md5:" + hashlib.md5(data).hexdigest(),
-             "links": {"self": f"{self.url}/api/records/8342009/files/{key}"}}
-            for key, data in self.files.items()]}
+        return {
+            "id": 8342009,
+            "files": [
+                {
+                    "key": key,
+                    "size": len(data),
+                    "checksum": "md5:" + hashlib.md5(data).hexdigest(),
+                    "links": {"self": f"{self.url}/api/records/8342009/files/{key}"},
+                }
+                for key, data in self.files.items()
+            ],
+        }
 
     @property
     def record_url(self):
@@ -128,8 +136,22 @@ def test_unknown_model_and_unreachable_record(zenodo, tmp_path):
 
 
 def test_cli_downloads_all(zenodo, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "miffi", "download", "--all", "--dir", str(tmp_path),
-                             "--record-url", zenodo.record_url, "--no-progress"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "miffi",
+            "download",
+            "--all",
+            "--dir",
+            str(tmp_path),
+            "--record-url",
+            zenodo.record_url,
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["miffi_no_ps_v1.pt", "miffi_v1.pt"]

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import starfile
-from conftest import REALDATA
 
 from miffi.cli import main
 from miffi.errors import MiffiError
@@ -26,7 +25,6 @@ from miffi.evaluate.scores import (
 )
 from miffi.labels import GROUPS
 
-LABELS = REALDATA / "miffi_labels"
 DATASETS = {"10175": 1020, "10344": 2682, "10379": 1118, "10916": 1762, "11093": 1330}
 GOOD = ("no_film", "no_crack_drift", "not_crystalline", "minor_contamination")
 
@@ -50,30 +48,52 @@ def test_confusion_matrix_rows_are_truth():
     assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]
 
 
-def _row(name: str, film="no_film", drift="no_crack_drift", crystallinity="not_crystalline",
-         contamination="minor_contamination") -> dict:
-    return {"micrograph": name, "film": film, "drift": drift, "crystallinity": crystallinity,
-            "contamination": contamination}
+def _row(
+    name: str,
+    film="no_film",
+    drift="no_crack_drift",
+    crystallinity="not_crystalline",
+    contamination="minor_contamination",
+) -> dict:
+    return {
+        "micrograph": name,
+        "film": film,
+        "drift": drift,
+        "crystallinity": crystallinity,
+        "contamination": contamination,
+    }
 
 
 def test_paper_definitions_of_good():
     """minor film is good, minor crystalline is bad, each group decides alone."""
-    truth_rows = [_row("a"), _row("b", film="minor_film"), _row("c", film="major_film"),
-                  _row("d", crystallinity="minor_crystalline"), _row("e", drift="crack_drift_empty"),
-                  _row("f", contamination="major_contamination"), _row("g", film="film")]
+    truth_rows = [
+        _row("a"),
+        _row("b", film="minor_film"),
+        _row("c", film="major_film"),
+        _row("d", crystallinity="minor_crystalline"),
+        _row("e", drift="crack_drift_empty"),
+        _row("f", contamination="major_contamination"),
+        _row("g", film="film"),
+    ]
     labels = read_frame(pd.DataFrame(truth_rows))
     assert labels["good"].tolist() == [True, True, False, False, False, False, False]
     # the classifier calls everything perfect except: b → film (FN), c → minor_film (FP),
     # d → not_crystalline (FP), g → major_film (TN, but a film-label error)
-    predicted = [_row("a"), _row("b", film="film"), _row("c", film="minor_film"), _row("d"),
-                 _row("e", drift="crack_drift_empty"), _row("f", contamination="major_contamination"),
-                 _row("g", film="major_film")]
+    predicted = [
+        _row("a"),
+        _row("b", film="film"),
+        _row("c", film="minor_film"),
+        _row("d"),
+        _row("e", drift="crack_drift_empty"),
+        _row("f", contamination="major_contamination"),
+        _row("g", film="major_film"),
+    ]
     results = pd.DataFrame(predicted).assign(status="ok", classifier="model:test.pt")
     evaluation = evaluate([results], labels, "hand")
     score = evaluation.scores["model:test.pt"]
     assert vars(score.counts) == {"tp": 1, "fp": 2, "tn": 3, "fn": 1}
     groups = score.group_scores()
-    assert groups["film"]["accuracy"] == pytest.approx(4 / 7)          # a, d, e, f right
+    assert groups["film"]["accuracy"] == pytest.approx(4 / 7)  # a, d, e, f right
     assert groups["film"]["good_bad_accuracy"] == pytest.approx(5 / 7)  # b, c wrong; g bad either way
     assert groups["crystallinity"]["accuracy"] == pytest.approx(6 / 7)
     assert score.confusions["film"].tolist() == [[4, 0, 0, 0], [0, 0, 0, 1], [0, 1, 0, 0], [0, 0, 1, 0]]
@@ -81,6 +101,7 @@ def test_paper_definitions_of_good():
 
 def read_frame(frame: pd.DataFrame) -> pd.DataFrame:
     from miffi.evaluate.label_files import label_table
+
     return label_table(frame, "test")
 
 
@@ -120,10 +141,12 @@ def test_pooled_counts_are_sums():
 
 # ---- label files -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dataset", DATASETS)
-def test_real_miffi_label_pickles_import_and_match_their_csv(dataset):
-    pkl = read_labels(LABELS / f"empiar_{dataset}_label_dict.pkl")
-    csv = read_labels(LABELS / f"empiar_{dataset}_labels.csv")
+def test_real_miffi_label_pickles_import_and_match_their_csv(realdata, dataset):
+    labels = realdata / "miffi_labels"
+    pkl = read_labels(labels / f"empiar_{dataset}_label_dict.pkl")
+    csv = read_labels(labels / f"empiar_{dataset}_labels.csv")
     assert len(pkl) == DATASETS[dataset]
     pd.testing.assert_frame_equal(pkl, csv)
     assert 0.5 < pkl["good"].mean() < 1.0
@@ -146,8 +169,14 @@ class _Exploit:
 def test_malicious_pickle_is_refused_without_running(tmp_path):
     marker = tmp_path / "pwned"
     crafted = tmp_path / "labels_dict.pkl"
-    crafted.write_bytes(pickle.dumps({"a.mrc": ["no_film", "no_crack_drift", "not_crystalline",
-                                                "minor_contamination"], "b.mrc": _Exploit(marker)}))
+    crafted.write_bytes(
+        pickle.dumps(
+            {
+                "a.mrc": ["no_film", "no_crack_drift", "not_crystalline", "minor_contamination"],
+                "b.mrc": _Exploit(marker),
+            }
+        )
+    )
     with pytest.raises(MiffiError, match="refusing to load .*system"):
         read_labels(crafted)
     assert not marker.exists()
@@ -161,19 +190,30 @@ def test_malicious_pickle_is_refused_without_running(tmp_path):
 
 def test_label_typo_lists_the_allowed_names(tmp_path):
     path = tmp_path / "labels.csv"
-    path.write_text("micrograph,film,drift,crystallinity,contamination\n"
-                    "a.mrc,no_film,no_crack_drift,not_crystalline,minor_contamination\n"
-                    "b.mrc,minor_flim,no_crack_drift,not_crystalline,minor_contamination\n")
-    with pytest.raises(MiffiError, match=r"labels.csv: micrograph 'b.mrc': film label 'minor_flim'.*allowed: "
-                                         r"no_film, minor_film, major_film, film"):
+    path.write_text(
+        "micrograph,film,drift,crystallinity,contamination\n"
+        "a.mrc,no_film,no_crack_drift,not_crystalline,minor_contamination\n"
+        "b.mrc,minor_flim,no_crack_drift,not_crystalline,minor_contamination\n"
+    )
+    with pytest.raises(
+        MiffiError,
+        match=r"labels.csv: micrograph 'b.mrc': film label 'minor_flim'.*allowed: "
+        r"no_film, minor_film, major_film, film",
+    ):
         read_labels(path)
 
 
 def test_star_labels_four_columns_or_a_good_bad_column(tmp_path):
-    frame = pd.DataFrame({"rlnMicrographName": ["MotionCorr/job002/Movies/a.mrc", "MotionCorr/job002/Movies/b.mrc"],
-                          "rlnMiffiFilm": ["no_film", "major_film"], "rlnMiffiDrift": ["no_crack_drift"] * 2,
-                          "rlnMiffiCrystallinity": ["not_crystalline"] * 2,
-                          "rlnMiffiContamination": ["minor_contamination"] * 2, "rlnSelected": [1, 0]})
+    frame = pd.DataFrame(
+        {
+            "rlnMicrographName": ["MotionCorr/job002/Movies/a.mrc", "MotionCorr/job002/Movies/b.mrc"],
+            "rlnMiffiFilm": ["no_film", "major_film"],
+            "rlnMiffiDrift": ["no_crack_drift"] * 2,
+            "rlnMiffiCrystallinity": ["not_crystalline"] * 2,
+            "rlnMiffiContamination": ["minor_contamination"] * 2,
+            "rlnSelected": [1, 0],
+        }
+    )
     path = tmp_path / "selected.star"
     starfile.write({"micrographs": frame}, path)
     four = read_labels(path)
@@ -185,11 +225,16 @@ def test_star_labels_four_columns_or_a_good_bad_column(tmp_path):
 
 
 def test_names_match_across_paths_and_suffixes():
-    assert {name_key(n) for n in ["./Movies/a_001.mrc", "/data/x/a_001.mrc", "a_001.tiff", "a_001",
-                                  "Movies\\a_001.mrc"]} == {"a_001"}
+    assert {
+        name_key(n) for n in ["./Movies/a_001.mrc", "/data/x/a_001.mrc", "a_001.tiff", "a_001", "Movies\\a_001.mrc"]
+    } == {"a_001"}
     labels = read_frame(pd.DataFrame([_row("./raw/a_001.mrc"), _row("b_002.tif"), _row("only_label.mrc")]))
-    results = pd.DataFrame({"micrograph": ["a_001", "b_002", "extra"],
-                            "path": ["/proj/MotionCorr/a_001.mrc", "/proj/MotionCorr/b_002.mrc", "/proj/extra.mrc"]})
+    results = pd.DataFrame(
+        {
+            "micrograph": ["a_001", "b_002", "extra"],
+            "path": ["/proj/MotionCorr/a_001.mrc", "/proj/MotionCorr/b_002.mrc", "/proj/extra.mrc"],
+        }
+    )
     joined, no_label, no_result = match_labels(results, labels)
     assert joined["micrograph"].tolist() == ["a_001", "b_002"]
     assert no_label == ["extra"] and no_result == ["only_label.mrc"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-import subprocess
 
 import numpy as np
 import pandas as pd
@@ -18,6 +17,7 @@ import starfile
 import yaml
 from cryosparc.dataset import Dataset
 from cryosparc.tools import get_import_signatures
+from helpers import relion_reads
 
 from miffi.cli import main
 from miffi.errors import InputError
@@ -29,33 +29,69 @@ from miffi.simulate.dataset import simulate_dataset
 PARTICLES = [1, 2, 3, 1, 2, 3]
 #: The fields cryoSPARC's own exposures have (micrograph_blob, mscope_params) and, with a CTF fit, ctf.
 EXPOSURE_FIELDS = {
-    "micrograph_blob/path": "O", "micrograph_blob/idx": "<u4", "micrograph_blob/shape": "<u4",
-    "micrograph_blob/psize_A": "<f4", "micrograph_blob/format": "O",
-    "micrograph_blob/is_background_subtracted": "<u4", "micrograph_blob/vmin": "<f4",
-    "micrograph_blob/vmax": "<f4", "micrograph_blob/import_sig": "<u8", "mscope_params/accel_kv": "<f4",
-    "mscope_params/cs_mm": "<f4", "mscope_params/exp_group_id": "<u4"}
-CTF_FIELDS = {"ctf/type", "ctf/exp_group_id", "ctf/accel_kv", "ctf/cs_mm", "ctf/amp_contrast", "ctf/df1_A",
-              "ctf/df2_A", "ctf/df_angle_rad", "ctf/phase_shift_rad", "ctf/scale", "ctf/anisomag", "ctf/bfactor"}
+    "micrograph_blob/path": "O",
+    "micrograph_blob/idx": "<u4",
+    "micrograph_blob/shape": "<u4",
+    "micrograph_blob/psize_A": "<f4",
+    "micrograph_blob/format": "O",
+    "micrograph_blob/is_background_subtracted": "<u4",
+    "micrograph_blob/vmin": "<f4",
+    "micrograph_blob/vmax": "<f4",
+    "micrograph_blob/import_sig": "<u8",
+    "mscope_params/accel_kv": "<f4",
+    "mscope_params/cs_mm": "<f4",
+    "mscope_params/exp_group_id": "<u4",
+}
+CTF_FIELDS = {
+    "ctf/type",
+    "ctf/exp_group_id",
+    "ctf/accel_kv",
+    "ctf/cs_mm",
+    "ctf/amp_contrast",
+    "ctf/df1_A",
+    "ctf/df2_A",
+    "ctf/df_angle_rad",
+    "ctf/phase_shift_rad",
+    "ctf/scale",
+    "ctf/anisomag",
+    "ctf/bfactor",
+}
 
-needs_relion = pytest.mark.skipif(not shutil.which("relion_star_handler"),
-                                  reason="RELION is not installed (scripts/install-system-tools.sh)")
+needs_relion = pytest.mark.skipif(
+    not shutil.which("relion_star_handler"), reason="RELION is not installed (scripts/install-system-tools.sh)"
+)
 
 
 def particles_star(micrographs_star, path, image_pixel_size=2.4, original_pixel_size=1.2):
     """A RELION 3.1 particles star of the simulated micrographs: particles extracted at
     ``image_pixel_size`` (binned), the optics group stating only the movies' pixel size."""
     source = starfile.read(micrographs_star, always_dict=True)
-    optics = source["optics"].drop(columns=["rlnMicrographPixelSize"]).assign(
-        rlnMicrographOriginalPixelSize=original_pixel_size, rlnImagePixelSize=image_pixel_size,
-        rlnImageSize=64, rlnImageDimensionality=2)
+    optics = (
+        source["optics"]
+        .drop(columns=["rlnMicrographPixelSize"])
+        .assign(
+            rlnMicrographOriginalPixelSize=original_pixel_size,
+            rlnImagePixelSize=image_pixel_size,
+            rlnImageSize=64,
+            rlnImageDimensionality=2,
+        )
+    )
     rows = []
     for count, (_, micrograph) in zip(PARTICLES, source["micrographs"].iterrows()):
         for k in range(count):
-            rows.append({"rlnCoordinateX": 100.0 + 50 * k, "rlnCoordinateY": 200.0,
-                         "rlnImageName": f"{k + 1:06d}@Extract/job007/{micrograph['rlnMicrographName']}s",
-                         "rlnMicrographName": micrograph["rlnMicrographName"], "rlnOpticsGroup": 1,
-                         "rlnDefocusU": micrograph["rlnDefocusU"], "rlnDefocusV": micrograph["rlnDefocusV"],
-                         "rlnDefocusAngle": micrograph["rlnDefocusAngle"], "rlnAngleRot": 10.0 * len(rows)})
+            rows.append(
+                {
+                    "rlnCoordinateX": 100.0 + 50 * k,
+                    "rlnCoordinateY": 200.0,
+                    "rlnImageName": f"{k + 1:06d}@Extract/job007/{micrograph['rlnMicrographName']}s",
+                    "rlnMicrographName": micrograph["rlnMicrographName"],
+                    "rlnOpticsGroup": 1,
+                    "rlnDefocusU": micrograph["rlnDefocusU"],
+                    "rlnDefocusV": micrograph["rlnDefocusV"],
+                    "rlnDefocusAngle": micrograph["rlnDefocusAngle"],
+                    "rlnAngleRot": 10.0 * len(rows),
+                }
+            )
     starfile.write({"optics": optics, "particles": pd.DataFrame(rows)}, path, overwrite=True)
     return path
 
@@ -71,25 +107,31 @@ def project(tmp_path_factory):
     return root
 
 
-def relion_reads(star, block):
-    """The rows of ``block`` as RELION itself reads and writes them back."""
-    out = star.with_name(star.stem + "_relion_check.star")
-    result = subprocess.run(["relion_star_handler", "--i", str(star), "--o", str(out), "--select", "rlnOpticsGroup",
-                             "--minval", "-1e9", "--maxval", "1e9"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert out.stat().st_size > 0, f"RELION wrote an empty file: {result.stdout}{result.stderr}"
-    rewritten = starfile.read(out, always_dict=True)
-    out.unlink()
-    assert re.search(rf"with {len(rewritten[block])} item", result.stdout), result.stdout
-    return rewritten
-
-
 def run(project, tmp_path, source, *extra):
-    inputs = {"star": "micrographs.star", "particles": "particles.star", "csg": "exposures.csg",
-              "cs": "exposures.cs", "list": "micrographs.txt", "folder": "micrographs"}
+    inputs = {
+        "star": "micrographs.star",
+        "particles": "particles.star",
+        "csg": "exposures.csg",
+        "cs": "exposures.cs",
+        "list": "micrographs.txt",
+        "folder": "micrographs",
+    }
     out = tmp_path / "out"
-    code = main(["run", "--input", str(project / "data" / inputs[source]), "--outdir", str(out),
-                 "--cache", str(project / "cache"), "--device", "cpu", "--no-progress", *extra])
+    code = main(
+        [
+            "run",
+            "--input",
+            str(project / "data" / inputs[source]),
+            "--outdir",
+            str(out),
+            "--cache",
+            str(project / "cache"),
+            "--device",
+            "cpu",
+            "--no-progress",
+            *extra,
+        ]
+    )
     assert code == 0
     return out, pd.read_csv(out / "results.tsv", sep="\t")
 
@@ -100,13 +142,18 @@ def members(results, name):
     return results.loc[single if name == "bad_single" else results["category"] == name, "micrograph"]
 
 
-@pytest.mark.parametrize("name, problem", [
-    ("micrographs_ctf.star", None), ("corrected_micrographs.star", None), ("topaz_empiar10025_ctf_params.star", None),
-    ("autopick.star", "lists particle coordinate files: give the micrographs star"),
-    ("20170629_00049_frameImage_autopick.star", "holds the particle coordinates of one micrograph"),
-    ("movie_frameImage.star", "lists movies, not micrographs: motion-correct them first"),
-    ("mtf_k2_200kV.star", "no data block with a rlnMicrographName column"),
-])
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("micrographs_ctf.star", None),
+        ("corrected_micrographs.star", None),
+        ("topaz_empiar10025_ctf_params.star", None),
+        ("autopick.star", "lists particle coordinate files: give the micrographs star"),
+        ("20170629_00049_frameImage_autopick.star", "holds the particle coordinates of one micrograph"),
+        ("movie_frameImage.star", "lists movies, not micrographs: motion-correct them first"),
+        ("mtf_k2_200kV.star", "no data block with a rlnMicrographName column"),
+    ],
+)
 def test_star_kinds_of_real_relion_files(realdata, tmp_path, name, problem):
     star = realdata / "relion_star" / name
     if problem is None:
@@ -127,8 +174,9 @@ def test_a_particles_star_reads_as_its_micrographs_at_the_micrograph_pixel_size(
 
 
 def test_binned_micrographs_take_the_header_pixel_size_with_a_warning(project, tmp_path, caplog):
-    star = particles_star(project / "data" / "micrographs.star", tmp_path / "particles.star",
-                          original_pixel_size=0.6)  # super-resolution movies, binned 2× in motion correction
+    star = particles_star(
+        project / "data" / "micrographs.star", tmp_path / "particles.star", original_pixel_size=0.6
+    )  # super-resolution movies, binned 2× in motion correction
     with caplog.at_level(logging.WARNING):
         table = read_micrographs([star], project_dir=project / "data")
     assert np.allclose(table["pixel_size"], 1.2) and set(table["pixel_size_source"]) == {"header"}
@@ -171,11 +219,17 @@ def test_relion_and_cryosparc_read_every_export(project, tmp_path, source, caplo
         assert len(read["micrographs"]) == len(wanted)
         optics = read["optics"].iloc[0]
         if source == "list":  # the user's optics
-            assert (optics["rlnVoltage"], optics["rlnSphericalAberration"], optics["rlnAmplitudeContrast"]) == \
-                (200, 2.0, 0.07)
+            assert (optics["rlnVoltage"], optics["rlnSphericalAberration"], optics["rlnAmplitudeContrast"]) == (
+                200,
+                2.0,
+                0.07,
+            )
         else:  # the input's, or for a folder the stated defaults
-            assert (optics["rlnVoltage"], optics["rlnSphericalAberration"], optics["rlnAmplitudeContrast"]) == \
-                (300, 2.7, 0.1)
+            assert (optics["rlnVoltage"], optics["rlnSphericalAberration"], optics["rlnAmplitudeContrast"]) == (
+                300,
+                2.7,
+                0.1,
+            )
         assert optics["rlnMicrographPixelSize"] == pytest.approx(1.2)
         if source in ("star", "csg", "cs"):  # the CTF fit travels with the micrographs
             fit = read["micrographs"]
@@ -183,7 +237,8 @@ def test_relion_and_cryosparc_read_every_export(project, tmp_path, source, caplo
             assert sorted(stems) == sorted(wanted)
             assert fit["rlnDefocusU"].to_numpy() == pytest.approx(micrographs.loc[stems, "rlnDefocusU"], rel=1e-5)
             assert fit["rlnDefocusAngle"].to_numpy() == pytest.approx(
-                micrographs.loc[stems, "rlnDefocusAngle"], abs=1e-3)
+                micrographs.loc[stems, "rlnDefocusAngle"], abs=1e-3
+            )
         cs = Dataset.load(str(out / "cryosparc" / f"{star.stem}.cs"))
         assert len(cs) == len(wanted)
         if source not in ("csg", "cs"):

@@ -48,8 +48,9 @@ def test_gpu_inference_matches_cpu(tmp_path, cuda):
     results = {}
     for device, bf16 in ((torch.device("cpu"), False), (cuda, False), (cuda, True)):
         classifier = load_classifier(tmp_path / "m.safetensors", device=device)
-        results[(device.type, bf16)] = predict(classifier, cache, list("abc"), device, bf16=bf16,
-                                               progress=False)[list(LABELS)].to_numpy()
+        results[(device.type, bf16)] = predict(classifier, cache, list("abc"), device, bf16=bf16, progress=False)[
+            list(LABELS)
+        ].to_numpy()
     assert np.abs(results[("cuda", False)] - results[("cpu", False)]).max() < 1e-3
     assert np.abs(results[("cuda", True)] - results[("cpu", False)]).max() < 0.05
 
@@ -64,8 +65,9 @@ def test_training_runs_on_the_gpu_with_bf16(tmp_path, cuda):
     from miffi.train.loop import TrainConfig, train
 
     simulate_dataset(tmp_path / "sim", 16, parse_detector("512x512@1.2"), seed=2, progress=False, workers=1)
-    samples = labelled_samples(read_micrographs([str(tmp_path / "sim" / "micrographs.star")]),
-                               read_labels(tmp_path / "sim" / "labels.csv"))
+    samples = labelled_samples(
+        read_micrographs([str(tmp_path / "sim" / "micrographs.star")]), read_labels(tmp_path / "sim" / "labels.csv")
+    )
     train_samples, val_samples = split(samples, 0.25, seed=0)
     config = TrainConfig(arch="convnext_atto", epochs=2, batch_size=8, lr=1e-3, workers=2, bf16=True)
     history = train(train_samples, val_samples, config, tmp_path / "run", cuda, progress=False)

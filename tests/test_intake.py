@@ -91,8 +91,9 @@ def _write_cryosparc_project(root):
     psizes = [0.83, 1.06, 0.83]
     for path, shape, psize in zip(paths, shapes, psizes):
         write_mrc(root / path, np.zeros(shape, np.float32), pixel_size=9.9)
-    main = Dataset.allocate(3, fields=[("micrograph_blob/path", "O"), ("micrograph_blob/psize_A", "f4"),
-                                      ("micrograph_blob/shape", "2u4")])
+    main = Dataset.allocate(
+        3, fields=[("micrograph_blob/path", "O"), ("micrograph_blob/psize_A", "f4"), ("micrograph_blob/shape", "2u4")]
+    )
     main["micrograph_blob/path"] = paths
     main["micrograph_blob/psize_A"] = psizes
     main["micrograph_blob/shape"] = np.array(shapes)
@@ -107,8 +108,11 @@ def _write_cryosparc_project(root):
         "created": "2026-11-26",
         "group": {"name": "exposures_accepted", "type": "exposure", "title": "Accepted exposures"},
         "results": {
-            "micrograph_blob": {"metafile": ">exposures_accepted.cs", "num_items": 3,
-                                "type": "exposure.micrograph_blob"},
+            "micrograph_blob": {
+                "metafile": ">exposures_accepted.cs",
+                "num_items": 3,
+                "type": "exposure.micrograph_blob",
+            },
             "ctf": {"metafile": ">J5_passthrough_exposures_accepted.cs", "num_items": 3, "type": "exposure.ctf"},
         },
         "version": "v4.4.0",
@@ -161,8 +165,9 @@ def test_pixel_size_precedence(tmp_path, realdata):
     assert table["pixel_size_source"].tolist() == ["header", "none"]
     assert table["pixel_size"].iloc[0] == pytest.approx(1.3)
     assert np.isnan(table["pixel_size"].iloc[1])
-    overridden = read_micrographs([with_header, realdata / "relion_star" / "micrographs_ctf.star"],
-                                  pixel_size=0.5, project_dir=tmp_path)
+    overridden = read_micrographs(
+        [with_header, realdata / "relion_star" / "micrographs_ctf.star"], pixel_size=0.5, project_dir=tmp_path
+    )
     assert (overridden["pixel_size"] == 0.5).all()
     assert (overridden["pixel_size_source"] == "user").all()
 

@@ -39,8 +39,10 @@ def test_folder_skips_companions_and_says_so(motioncorr, caplog):
     with caplog.at_level(logging.INFO, logger="miffi"):
         table = read_micrographs([motioncorr])
     assert _stems(table) == ["a", "b", "c_noDW"]
-    assert (f"{motioncorr}: skipped 3 RELION companion file(s) of micrographs also found "
-            "(2 *_PS power spectra, 1 *_noDW sums without dose weighting)") in caplog.text
+    assert (
+        f"{motioncorr}: skipped 3 RELION companion file(s) of micrographs also found "
+        "(2 *_PS power spectra, 1 *_noDW sums without dose weighting)"
+    ) in caplog.text
 
 
 def test_glob_skips_companions_unless_it_asks_for_them(motioncorr, caplog):
@@ -69,11 +71,17 @@ def _tiff_movie(path: Path, frames: int = 3) -> Path:
     [
         ("movie.tif", _tiff_movie, f"is a .tif movie, not an MRC micrograph: {MOTION_CORRECT}"),
         ("movie.TIFF", _tiff_movie, f"is a .tiff movie, not an MRC micrograph: {MOTION_CORRECT}"),
-        ("movie.eer", lambda p: p.write_bytes(b"II*\x00" + bytes(2048)),
-         f"is a .eer movie, not an MRC micrograph: {MOTION_CORRECT}"),
+        (
+            "movie.eer",
+            lambda p: p.write_bytes(b"II*\x00" + bytes(2048)),
+            f"is a .eer movie, not an MRC micrograph: {MOTION_CORRECT}",
+        ),
         ("movie.mrc", _tiff_movie, f"a TIFF file (a TIFF/EER movie), not an MRC micrograph: {MOTION_CORRECT}"),
-        ("movie.mrcs", lambda p: write_mrc(p, np.stack([IMAGE] * 5)),
-         f"is a movie (5 frames), not a 2-D micrograph: {MOTION_CORRECT}"),
+        (
+            "movie.mrcs",
+            lambda p: write_mrc(p, np.stack([IMAGE] * 5)),
+            f"is a movie (5 frames), not a 2-D micrograph: {MOTION_CORRECT}",
+        ),
     ],
 )
 def test_movies_are_named_as_movies(tmp_path, name, make, problem):
@@ -95,8 +103,10 @@ def test_a_movie_given_directly_fails_clearly(tmp_path, caplog):
 
 def test_movies_among_micrographs_fail_alone(tmp_path, caplog):
     good = [write_mrc(tmp_path / "mics" / f"good_{i}.mrc", structured_image((512, 512), i)) for i in (1, 2)]
-    movies = [_tiff_movie(tmp_path / "mics" / "m1.tiff"), write_mrc(tmp_path / "mics" / "m2.mrcs",
-                                                                    np.stack([IMAGE] * 4))]
+    movies = [
+        _tiff_movie(tmp_path / "mics" / "m1.tiff"),
+        write_mrc(tmp_path / "mics" / "m2.mrcs", np.stack([IMAGE] * 4)),
+    ]
     listing = tmp_path / "list.txt"
     listing.write_text("".join(f"{p}\n" for p in [good[0], *movies, good[1]]))
     with caplog.at_level(logging.INFO):

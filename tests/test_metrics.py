@@ -21,8 +21,12 @@ from miffi.simulate.config import SimulationConfig, parse_detector
 from miffi.simulate.dataset import simulate_dataset
 from miffi.simulate.scene import draw_scene, render
 
-GOOD = {"film": "no_film", "drift": "no_crack_drift", "crystallinity": "not_crystalline",
-        "contamination": "minor_contamination"}
+GOOD = {
+    "film": "no_film",
+    "drift": "no_crack_drift",
+    "crystallinity": "not_crystalline",
+    "contamination": "minor_contamination",
+}
 CPU = torch.device("cpu")
 
 
@@ -42,21 +46,34 @@ def increasing(values):
 
 
 def test_water_ring_grows_with_ice_thickness(tmp_path):
-    values = [metrics_of(tmp_path, ice_thickness_nm=t, bfactor=30.0, residual_drift=0.0)["water_ring"]
-              for t in (15.0, 35.0, 60.0)]
+    values = [
+        metrics_of(tmp_path, ice_thickness_nm=t, bfactor=30.0, residual_drift=0.0)["water_ring"]
+        for t in (15.0, 35.0, 60.0)
+    ]
     assert increasing(values), values
 
 
 def test_crystal_metrics_grow_with_crystal_fraction(tmp_path):
-    results = [metrics_of(tmp_path, {"crystallinity": "major_crystalline"}, crystal_fraction=f, crystal_strength=1.0)
-               for f in (0.0, 0.3, 1.0)]
+    results = [
+        metrics_of(tmp_path, {"crystallinity": "major_crystalline"}, crystal_fraction=f, crystal_strength=1.0)
+        for f in (0.0, 0.3, 1.0)
+    ]
     assert increasing([r["ice_peak"] for r in results]), results
     assert increasing([r["ice_spots"] for r in results]), results
 
 
 def test_anisotropy_grows_with_drift_length(tmp_path):
-    values = [metrics_of(tmp_path, {"drift": "crack_drift_empty"}, drift_kind="drift", drift_length=length,
-                         drift_curved=False, residual_drift=0.0)["anisotropy"] for length in (0.0, 6.0, 12.0, 30.0)]
+    values = [
+        metrics_of(
+            tmp_path,
+            {"drift": "crack_drift_empty"},
+            drift_kind="drift",
+            drift_length=length,
+            drift_curved=False,
+            residual_drift=0.0,
+        )["anisotropy"]
+        for length in (0.0, 6.0, 12.0, 30.0)
+    ]
     assert increasing(values), values
 
 
@@ -68,8 +85,10 @@ def test_film_metrics_grow_with_coverage(tmp_path):
 
 
 def test_dark_fraction_grows_with_contamination(tmp_path):
-    values = [metrics_of(tmp_path, {"contamination": "major_contamination"}, contamination_fraction=f)["dark_fraction"]
-              for f in (0.0, 0.05, 0.15, 0.3)]
+    values = [
+        metrics_of(tmp_path, {"contamination": "major_contamination"}, contamination_fraction=f)["dark_fraction"]
+        for f in (0.0, 0.05, 0.15, 0.3)
+    ]
     assert increasing(values), values
     assert values[-1] == pytest.approx(0.3, abs=0.08)
 
@@ -93,10 +112,9 @@ def test_weight_free_accuracy_on_simulated_data(tmp_path):
     majority = {g: float(labels[g].value_counts(normalize=True).iloc[0]) for g in GROUPS}
     # measured on this set: film 0.625 (majority class 0.425), drift 0.90 (0.75), crystallinity 0.625 (0.60),
     # contamination 0.80 (0.75)
-    assert accuracy["drift"] >= 0.75 and accuracy["drift"] > majority["drift"]
-    assert accuracy["contamination"] >= 0.65
-    assert accuracy["film"] >= 0.45
-    assert accuracy["crystallinity"] >= 0.4
+    # every group beats answering its majority class (a threshold below that could not fail)
+    assert all(accuracy[g] > majority[g] for g in GROUPS), (accuracy, majority)
+    assert accuracy["film"] >= 0.55 and accuracy["drift"] >= 0.85 and accuracy["contamination"] >= 0.78
 
 
 def test_real_contaminated_micrograph_is_flagged(realdata):

@@ -25,8 +25,10 @@ from miffi.simulate.dataset import simulate_dataset
 REFERENCE = Path(os.environ.get("MIFFI_REFERENCE", Path(sys.prefix) / "miffi-1.0.1"))
 TESTS = Path(__file__).resolve().parent
 
-pytestmark = pytest.mark.skipif(not (REFERENCE / "miffi").is_dir(),
-                                reason=f"miffi 1.0.1 not installed at {REFERENCE} (scripts/setup-venv.sh does it)")
+pytestmark = pytest.mark.skipif(
+    not (REFERENCE / "miffi").is_dir(),
+    reason=f"miffi 1.0.1 not installed at {REFERENCE} (scripts/setup-venv.sh does it)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,19 +47,41 @@ def test_same_tensors_and_probabilities_as_miffi_1_0_1(tmp_path, model, detector
     mics = sorted((data / "micrographs").glob("*.mrc"))
     reference_file = tmp_path / "reference.npy"
     env = {**os.environ, "PYTHONPATH": str(REFERENCE)}
-    done = subprocess.run([sys.executable, str(TESTS / "miffi_reference_run.py"), str(model), str(reference_file),
-                           *map(str, mics)], capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(TESTS / "miffi_reference_run.py"), str(model), str(reference_file), *map(str, mics)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     reference = np.load(reference_file)  # [micrographs, squares, 11]
     reference_inputs = np.load(tmp_path / "reference_inputs.npy")
 
-    ours = subprocess.run([sys.executable, "-m", "miffi", "run", "--input", *map(str, mics), "--model", str(model),
-                           "--outdir", str(tmp_path / "out"), "--device", "cpu", "--no-progress"],
-                          capture_output=True, text=True, timeout=900)
+    ours = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "miffi",
+            "run",
+            "--input",
+            *map(str, mics),
+            "--model",
+            str(model),
+            "--outdir",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert ours.returncode == 0, ours.stderr[-3000:]
     predictions = pd.read_csv(tmp_path / "out" / "predictions.tsv", sep="\t")
-    ours_array = np.stack([predictions[predictions["micrograph"] == m.stem][list(LABELS)].to_numpy()
-                           for m in mics])
+    ours_array = np.stack([predictions[predictions["micrograph"] == m.stem][list(LABELS)].to_numpy() for m in mics])
     assert ours_array.shape == reference.shape
     ours_inputs = np.stack([np.load(tmp_path / "out" / "cache" / f"{m.stem}.npy") for m in mics])
     assert np.abs(ours_inputs - reference_inputs).max() <= 1e-3  # the preprocessed tensors

@@ -9,8 +9,8 @@ import torch
 from helpers import save_torchscript
 
 from miffi.classify.inference import group_softmax, predict
-from miffi.classify.models import ModelError, load_classifier, save_checkpoint
-from miffi.errors import MiffiError
+from miffi.classify.models import load_classifier, save_checkpoint
+from miffi.errors import MiffiError, ModelError
 from miffi.labels import LABELS, SLICES
 from miffi.preprocess.cache import TensorCache
 from miffi.preprocess.config import PreprocessConfig
@@ -21,8 +21,11 @@ CPU = torch.device("cpu")
 def write_all_formats(folder, arch, in_chans=2, seed=0):
     torch.manual_seed(seed)
     module = timm.create_model(arch, pretrained=False, in_chans=in_chans, num_classes=11).eval()
-    paths = {"torchscript": folder / f"{arch}.pt", "state_dict": folder / f"{arch}_sd.pth",
-             "checkpoint": folder / f"{arch}.safetensors"}
+    paths = {
+        "torchscript": folder / f"{arch}.pt",
+        "state_dict": folder / f"{arch}_sd.pth",
+        "checkpoint": folder / f"{arch}.safetensors",
+    }
     save_torchscript(module, paths["torchscript"])
     torch.save(module.state_dict(), paths["state_dict"])
     save_checkpoint(module, paths["checkpoint"], arch, PreprocessConfig(power_spectrum=in_chans == 2))

@@ -31,14 +31,18 @@ TABLE_5 = {
 }
 
 #: Label sets that are good (every group good) and bad (one group bad each), cycled through.
-GOOD_LABELS = [("no_film", "no_crack_drift", "not_crystalline", "minor_contamination"),
-               ("minor_film", "no_crack_drift", "not_crystalline", "minor_contamination")]
-BAD_LABELS = [("major_film", "no_crack_drift", "not_crystalline", "minor_contamination"),
-              ("film", "no_crack_drift", "not_crystalline", "minor_contamination"),
-              ("no_film", "crack_drift_empty", "not_crystalline", "minor_contamination"),
-              ("no_film", "no_crack_drift", "minor_crystalline", "minor_contamination"),
-              ("no_film", "no_crack_drift", "major_crystalline", "minor_contamination"),
-              ("no_film", "no_crack_drift", "not_crystalline", "major_contamination")]
+GOOD_LABELS = [
+    ("no_film", "no_crack_drift", "not_crystalline", "minor_contamination"),
+    ("minor_film", "no_crack_drift", "not_crystalline", "minor_contamination"),
+]
+BAD_LABELS = [
+    ("major_film", "no_crack_drift", "not_crystalline", "minor_contamination"),
+    ("film", "no_crack_drift", "not_crystalline", "minor_contamination"),
+    ("no_film", "crack_drift_empty", "not_crystalline", "minor_contamination"),
+    ("no_film", "no_crack_drift", "minor_crystalline", "minor_contamination"),
+    ("no_film", "no_crack_drift", "major_crystalline", "minor_contamination"),
+    ("no_film", "no_crack_drift", "not_crystalline", "major_contamination"),
+]
 
 
 def _tables(tp: int, fp: int, tn: int, fn: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -46,14 +50,19 @@ def _tables(tp: int, fp: int, tn: int, fn: int) -> tuple[pd.DataFrame, pd.DataFr
     (a TN may be called bad for another reason than its label's), so only the good/bad
     call decides."""
     truth, called = [], []
-    for n, true_pool, called_pool in ((tp, GOOD_LABELS, GOOD_LABELS[::-1]), (fn, GOOD_LABELS, BAD_LABELS),
-                                      (fp, BAD_LABELS, GOOD_LABELS), (tn, BAD_LABELS, BAD_LABELS[::-1])):
+    for n, true_pool, called_pool in (
+        (tp, GOOD_LABELS, GOOD_LABELS[::-1]),
+        (fn, GOOD_LABELS, BAD_LABELS),
+        (fp, BAD_LABELS, GOOD_LABELS),
+        (tn, BAD_LABELS, BAD_LABELS[::-1]),
+    ):
         truth += list(itertools.islice(itertools.cycle(true_pool), n))
         called += list(itertools.islice(itertools.cycle(called_pool), n))
     names = [f"mic_{i:05d}.mrc" for i in range(len(truth))]
     labels = pd.DataFrame(truth, columns=list(GROUPS)).assign(micrograph=names)
     results = pd.DataFrame(called, columns=list(GROUPS)).assign(
-        micrograph=[n.removesuffix(".mrc") for n in names], status="ok", classifier="model:paper.pt")
+        micrograph=[n.removesuffix(".mrc") for n in names], status="ok", classifier="model:paper.pt"
+    )
     return labels, results
 
 
@@ -64,8 +73,20 @@ def test_evaluate_reproduces_the_printed_accuracy(tmp_path, caplog, row):
     labels.to_csv(tmp_path / "labels.csv", index=False)
     results.to_csv(tmp_path / "results.tsv", sep="\t", index=False)
     with caplog.at_level(logging.INFO):
-        assert main(["evaluate", "--results", str(tmp_path / "results.tsv"), "--labels",
-                     str(tmp_path / "labels.csv"), "--out", str(tmp_path / "eval")]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    "--results",
+                    str(tmp_path / "results.tsv"),
+                    "--labels",
+                    str(tmp_path / "labels.csv"),
+                    "--out",
+                    str(tmp_path / "eval"),
+                ]
+            )
+            == 0
+        )
     method = json.loads((tmp_path / "eval" / "evaluation.json").read_text())["methods"]["model:paper.pt"]
     assert method["counts"] == {"tp": tp, "fp": fp, "tn": tn, "fn": fn, "n": tp + fp + tn + fn}
     assert f"{method['metrics']['accuracy']:.3f}" == accuracy

@@ -23,9 +23,11 @@ from miffi.intake import read_micrographs
 from miffi.preprocess.config import PreprocessConfig
 from miffi.preprocess.recipe import load_squares, preprocess_loaded
 
-TOO_COARSE = ("pixel size 12 Å is coarser than the 6 Å miffi takes (the power spectrum would end at 24 Å, "
-              "before the Thon rings); if the pixel size is wrong, give the right one with --pixel-size, "
-              "else use micrographs binned less")
+TOO_COARSE = (
+    "pixel size 12 Å is coarser than the 6 Å miffi takes (the power spectrum would end at 24 Å, "
+    "before the Thon rings); if the pixel size is wrong, give the right one with --pixel-size, "
+    "else use micrographs binned less"
+)
 NO_PIXEL_SIZE = "no pixel size in the header or the metadata; give --pixel-size"
 
 
@@ -102,8 +104,10 @@ def test_unset_header_pixel_size_is_used_with_a_warning(tmp_path, caplog):
     table = tmp_path / "all.micrographs.tsv"
 
     assert miffi(caplog, "intake", mics, "--out", table) == 0
-    assert ("7 micrograph(s) use pixel size 1.0 Å from the MRC header, which is the value of an unset header "
-            "(a0.mrc, a1.mrc, a2.mrc, a3.mrc, a4.mrc and 2 more); give --pixel-size if that is wrong") in caplog.text
+    assert (
+        "7 micrograph(s) use pixel size 1.0 Å from the MRC header, which is the value of an unset header "
+        "(a0.mrc, a1.mrc, a2.mrc, a3.mrc, a4.mrc and 2 more); give --pixel-size if that is wrong"
+    ) in caplog.text
     written = pd.read_csv(table, sep="\t").set_index("micrograph")
     assert written.loc["a0", "pixel_size_source"] == "header_default"
     assert written.loc["a0", "pixel_size"] == 1.0
@@ -135,14 +139,14 @@ def test_no_pixel_size_anywhere_stops_with_one_line(tmp_path, caplog, capsys):
     assert miffi(caplog, "preprocess", mics, "--out", tmp_path / "cache", "--no-progress") == 2
     assert capsys.readouterr().err == (
         "miffi: error: --pixel-size: needed: none of the 2 micrographs has a pixel size in its MRC header "
-        "(which holds 0) or in metadata (a.mrc, b.mrc)\n")
+        "(which holds 0) or in metadata (a.mrc, b.mrc)\n"
+    )
     assert not (tmp_path / "cache").exists()  # stopped before any work
 
     assert miffi(caplog, "preprocess", mics / "a.mrc", "--out", tmp_path / "cache", "--no-progress") == 2
     assert "the micrograph has no pixel size in its MRC header" in capsys.readouterr().err
 
-    assert miffi(caplog, "preprocess", mics, "--out", tmp_path / "cache", "--pixel-size", "1.5",
-                 "--no-progress") == 0
+    assert miffi(caplog, "preprocess", mics, "--out", tmp_path / "cache", "--pixel-size", "1.5", "--no-progress") == 0
     assert (status_of(tmp_path / "cache")["pixel_size"] == 1.5).all()
 
 
@@ -153,8 +157,10 @@ def test_micrographs_without_pixel_size_fail_and_the_rest_goes_on(tmp_path, capl
     (mics / "broken.mrc").write_bytes(b"\0" * 100)  # unreadable: fails for its own reason
 
     assert miffi(caplog, "preprocess", mics, "--out", tmp_path / "cache", "--no-progress") == 0
-    assert ("1 micrograph(s) have no pixel size in the MRC header (0) or the metadata and will be recorded as "
-            "failed (unset.mrc); give --pixel-size") in caplog.text
+    assert (
+        "1 micrograph(s) have no pixel size in the MRC header (0) or the metadata and will be recorded as "
+        "failed (unset.mrc); give --pixel-size"
+    ) in caplog.text
     status = status_of(tmp_path / "cache")
     assert status.loc["good", "status"] == "computed"
     assert status.loc["unset", "status"] == "failed"

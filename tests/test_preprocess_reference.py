@@ -46,8 +46,9 @@ def test_tensor_matches_reference(tmp_path, name):
 def test_one_channel_config_is_the_image_channel(tmp_path):
     image = structured_image((1200, 1500), seed=3)
     path = write_mrc(tmp_path / "m.mrc", image, pixel_size=1.2)
-    one = preprocess_loaded(load_squares(path, None, PreprocessConfig(power_spectrum=False)),
-                            PreprocessConfig(power_spectrum=False), CPU).tensor
+    one = preprocess_loaded(
+        load_squares(path, None, PreprocessConfig(power_spectrum=False)), PreprocessConfig(power_spectrum=False), CPU
+    ).tensor
     assert one.shape == (2, 1, 384, 384)
     assert max_difference(one, reference_variants(image, 1.2, power_spectrum=False)) <= TOLERANCE
 

@@ -23,18 +23,65 @@ def reports(tmp_path_factory) -> Path:
     simulate_dataset(root / "sim", 10, parse_detector("512x512@1.2"), seed=3, progress=False, workers=1)
     (root / "sim" / "micrographs" / "sim_00009.mrc").write_bytes(b"not an MRC file at all")  # one bad micrograph
     run = root / "run"
-    assert main(["run", "--input", str(root / "sim" / "micrographs.star"), "--outdir", str(run), "--no-progress",
-                 "-q"]) == 0
-    assert main(["evaluate", "--results", str(run / "results.tsv"), "--labels", str(root / "sim" / "labels.csv"),
-                 "--dataset", "sim", "--out", str(root / "eval"), "-q"]) == 0
-    assert main(["report", "--results", str(run / "results.tsv"), "--evaluation", str(root / "eval"),
-                 "--cache", str(run / "cache"), "--out", str(root / "report.html"), "-q"]) == 0
+    assert (
+        main(["run", "--input", str(root / "sim" / "micrographs.star"), "--outdir", str(run), "--no-progress", "-q"])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                "--results",
+                str(run / "results.tsv"),
+                "--labels",
+                str(root / "sim" / "labels.csv"),
+                "--dataset",
+                "sim",
+                "--out",
+                str(root / "eval"),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "report",
+                "--results",
+                str(run / "results.tsv"),
+                "--evaluation",
+                str(root / "eval"),
+                "--cache",
+                str(run / "cache"),
+                "--out",
+                str(root / "report.html"),
+                "-q",
+            ]
+        )
+        == 0
+    )
     other = json.loads((root / "eval" / "evaluation.json").read_text()) | {"dataset": "sim_copy"}
     (root / "eval2").mkdir()
     (root / "eval2" / "evaluation.json").write_text(json.dumps(other))
     shutil.copy(root / "eval" / "matched.tsv", root / "eval2")
-    assert main(["report", "--summary", "--evaluation", str(root / "eval"), str(root / "eval2"),
-                 "--link", "sim=report.html", "--out", str(root / "summary.html"), "-q"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--summary",
+                "--evaluation",
+                str(root / "eval"),
+                str(root / "eval2"),
+                "--link",
+                "sim=report.html",
+                "--out",
+                str(root / "summary.html"),
+                "-q",
+            ]
+        )
+        == 0
+    )
     return root
 
 
@@ -58,8 +105,11 @@ def test_report_is_self_contained(reports):
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "Most confident errors" in text and "Failed micrographs" in text and "sim_00009" in text
     figures = reports / "report_figures"
-    assert {p.stem for p in figures.glob("*.png")} == {p.stem for p in figures.glob("*.pdf")} >= {
-        "categories", "confidence", "acquisition", "metrics", "confusion_weight-free"}
+    assert (
+        {p.stem for p in figures.glob("*.png")}
+        == {p.stem for p in figures.glob("*.pdf")}
+        >= {"categories", "confidence", "acquisition", "metrics", "confusion_weight-free"}
+    )
     summary = pd.read_csv(reports / "summary.tsv", sep="\t")
     assert summary["dataset"].tolist() == ["sim", "sim", "sim_copy", "sim_copy", "pooled", "pooled"]
     pooled = summary.set_index(["dataset", "method"]).loc[("pooled", "weight-free")]

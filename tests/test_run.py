@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import timm
 import torch
 import yaml
 from cryosparc.dataset import Dataset
-from helpers import save_torchscript
+from helpers import relion_reads, save_torchscript
 
 from miffi.labels import GROUPS, LABELS
 from miffi.simulate.config import parse_detector
@@ -39,29 +38,31 @@ def checksums(folder):
 
 
 def miffi(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "miffi", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "miffi", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
 
 
 def relion_count(star):
     """Rows RELION itself reads from a micrographs star file (and writes back out)."""
-    out = star.with_name(star.stem + "_relion_check.star")
-    result = subprocess.run(["relion_star_handler", "--i", str(star), "--o", str(out), "--select", "rlnOpticsGroup",
-                             "--minval", "-1e9", "--maxval", "1e9"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    match = re.search(r"with (\d+) item", result.stdout)
-    assert match, result.stdout
-    rewritten = starfile.read(out, always_dict=True)
-    out.unlink()
-    assert len(rewritten["micrographs"]) == int(match[1])
-    return int(match[1])
+    return len(relion_reads(star, "micrographs")["micrographs"])
 
 
 def test_run_on_a_star_file(project, tmp_path):
     before = checksums(project / "data")
     out = tmp_path / "out"
-    result = miffi("run", "--input", project / "data" / "micrographs.star", "--model", project / "model.pt",
-                   "--outdir", out, "--device", "cpu", "--no-progress")
+    result = miffi(
+        "run",
+        "--input",
+        project / "data" / "micrographs.star",
+        "--model",
+        project / "model.pt",
+        "--outdir",
+        out,
+        "--device",
+        "cpu",
+        "--no-progress",
+    )
     assert result.returncode == 0, result.stderr
     assert checksums(project / "data") == before  # inputs untouched
 
@@ -77,17 +78,24 @@ def test_run_on_a_star_file(project, tmp_path):
 
     source = starfile.read(project / "data" / "micrographs.star", always_dict=True)
     counts = results["category"].value_counts().to_dict()
-    counts["bad_single"] = int(results["category"].isin(
-        ["bad_film", "bad_drift", "bad_minor_crystalline", "bad_major_crystalline", "bad_contamination"]).sum())
+    counts["bad_single"] = int(
+        results["category"]
+        .isin(["bad_film", "bad_drift", "bad_minor_crystalline", "bad_major_crystalline", "bad_contamination"])
+        .sum()
+    )
     written = sorted(p.stem for p in (out / "relion").glob("*.star"))
     assert written == sorted(k for k, v in counts.items() if v)
     for name in written:
         exported = starfile.read(out / "relion" / f"{name}.star", always_dict=True)
         pd.testing.assert_frame_equal(exported["optics"], source["optics"])
         assert list(exported["micrographs"].columns) == list(source["micrographs"].columns)
-        wanted = results.loc[results["category"] == name, "micrograph"] if name != "bad_single" else \
-            results.loc[results["category"].str.startswith("bad_") & (results["category"] != "bad_multiple"),
-                        "micrograph"]
+        wanted = (
+            results.loc[results["category"] == name, "micrograph"]
+            if name != "bad_single"
+            else results.loc[
+                results["category"].str.startswith("bad_") & (results["category"] != "bad_multiple"), "micrograph"
+            ]
+        )
         assert sorted(exported["micrographs"]["rlnMicrographName"]) == sorted(f"micrographs/{m}.mrc" for m in wanted)
         cs = Dataset.load(str(out / "cryosparc" / f"{name}.cs"))
         assert len(cs) == counts[name]
@@ -99,8 +107,9 @@ def test_run_on_a_star_file(project, tmp_path):
         assert len(lines) == counts[name]
 
 
-needs_relion = pytest.mark.skipif(not shutil.which("relion_star_handler"),
-                                  reason="RELION is not installed (scripts/install-system-tools.sh)")
+needs_relion = pytest.mark.skipif(
+    not shutil.which("relion_star_handler"), reason="RELION is not installed (scripts/install-system-tools.sh)"
+)
 
 
 @needs_relion
@@ -108,22 +117,57 @@ def test_relion_reads_every_export(project, tmp_path):
     assert relion_count(project / "data" / "micrographs.star") == 8  # the input, as a control
     out = tmp_path / "out"
     for extra in ([], ["--rule", "lenient"], ["--rule", "strict"]):  # re-runs must not leave stale files
-        result = miffi("run", "--input", project / "data" / "micrographs.star", "--model", project / "model.pt",
-                       "--outdir", out, "--device", "cpu", "--no-progress", "--formats", "relion", *extra)
+        result = miffi(
+            "run",
+            "--input",
+            project / "data" / "micrographs.star",
+            "--model",
+            project / "model.pt",
+            "--outdir",
+            out,
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--formats",
+            "relion",
+            *extra,
+        )
         assert result.returncode == 0, result.stderr
         results = pd.read_csv(out / "results.tsv", sep="\t")
+        single = results["category"].str.startswith("bad_") & (results["category"] != "bad_multiple")
+        expected_files = set(results["category"]) | ({"bad_single"} if single.any() else set())
+        assert {star.stem for star in (out / "relion").glob("*.star")} == expected_files  # none empty, none missing
         for star in (out / "relion").glob("*.star"):
-            expected = results["category"].isin(
-                [c for c in results["category"].unique() if c.startswith("bad_") and c != "bad_multiple"]
-                if star.stem == "bad_single" else [star.stem]).sum()
+            expected = (
+                results["category"]
+                .isin(
+                    [c for c in results["category"].unique() if c.startswith("bad_") and c != "bad_multiple"]
+                    if star.stem == "bad_single"
+                    else [star.stem]
+                )
+                .sum()
+            )
             assert relion_count(star) == expected
 
 
 def test_run_on_a_csg_keeps_all_cryosparc_fields(project, tmp_path):
     out = tmp_path / "out"
-    result = miffi("run", "--input", project / "data" / "exposures.csg", "--model", project / "model.pt",
-                   "--outdir", out, "--device", "cpu", "--no-progress", "--formats", "cryosparc,lists",
-                   "--rule", "mean")
+    result = miffi(
+        "run",
+        "--input",
+        project / "data" / "exposures.csg",
+        "--model",
+        project / "model.pt",
+        "--outdir",
+        out,
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--formats",
+        "cryosparc,lists",
+        "--rule",
+        "mean",
+    )
     assert result.returncode == 0, result.stderr
     source = Dataset.load(str(project / "data" / "exposures.cs"))
     total = 0
@@ -144,8 +188,18 @@ def test_missing_micrographs_are_recorded_and_the_rest_exported(project, tmp_pat
     for name in gone:
         (data / "micrographs" / f"{name}.mrc").unlink()
     out = tmp_path / "out"
-    result = miffi("run", "--input", data / "micrographs.star", "--model", project / "model.pt", "--outdir", out,
-                   "--device", "cpu", "--no-progress")
+    result = miffi(
+        "run",
+        "--input",
+        data / "micrographs.star",
+        "--model",
+        project / "model.pt",
+        "--outdir",
+        out,
+        "--device",
+        "cpu",
+        "--no-progress",
+    )
     assert result.returncode == 0, result.stderr
     for name in gone:
         assert f"failed: {data / 'micrographs' / name}.mrc: file not found" in result.stderr
@@ -154,29 +208,84 @@ def test_missing_micrographs_are_recorded_and_the_rest_exported(project, tmp_pat
     assert results.loc[gone, "category"].isna().all()
     failed = (out / "lists" / "failed.txt").read_text().splitlines()
     assert sorted(failed) == sorted(str(data / "micrographs" / f"{n}.mrc") for n in gone)
-    exported = sum(len(starfile.read(p, always_dict=True)["micrographs"])
-                   for p in (out / "relion").glob("*.star") if p.stem != "bad_single")
+    exported = sum(
+        len(starfile.read(p, always_dict=True)["micrographs"])
+        for p in (out / "relion").glob("*.star")
+        if p.stem != "bad_single"
+    )
     assert exported == 6
 
 
 def test_thresholds_rule_and_categories_options(project, tmp_path):
     out = tmp_path / "out"
-    result = miffi("run", "--input", project / "data" / "micrographs.star", "--model", project / "model.pt",
-                   "--outdir", out, "--device", "cpu", "--no-progress", "--rule", "strict",
-                   "--good-threshold", "0.9", "--bad-threshold", "film=0.95", "--categories", "bad_multiple",
-                   "--formats", "lists", "--split-confidence")
+    result = miffi(
+        "run",
+        "--input",
+        project / "data" / "micrographs.star",
+        "--model",
+        project / "model.pt",
+        "--outdir",
+        out,
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--rule",
+        "strict",
+        "--good-threshold",
+        "0.9",
+        "--bad-threshold",
+        "film=0.95",
+        "--categories",
+        "bad_multiple",
+        "--formats",
+        "lists",
+        "--split-confidence",
+    )
     assert result.returncode == 0, result.stderr
     assert [p.name for p in (out / "lists").iterdir()] in ([], ["bad_multiple.txt"])
-    bad_rule = miffi("run", "--input", project / "data" / "micrographs.star", "--model", project / "model.pt",
-                     "--outdir", out, "--rule", "9,000")
+    bad_rule = miffi(
+        "run",
+        "--input",
+        project / "data" / "micrographs.star",
+        "--model",
+        project / "model.pt",
+        "--outdir",
+        out,
+        "--rule",
+        "9,000",
+    )
     assert bad_rule.returncode == 2 and "unknown group 9" in bad_rule.stderr
 
 
 def test_results_are_reproducible_from_the_cache(project, tmp_path):
-    first = miffi("run", "--input", project / "data" / "micrographs.star", "--model", project / "model.pt",
-                  "--outdir", tmp_path / "a", "--device", "cpu", "--no-progress", "--cache", tmp_path / "cache")
-    again = miffi("run", "--input", project / "data" / "micrographs.star", "--model", project / "model.pt",
-                  "--outdir", tmp_path / "b", "--device", "cpu", "--no-progress", "--cache", tmp_path / "cache")
+    first = miffi(
+        "run",
+        "--input",
+        project / "data" / "micrographs.star",
+        "--model",
+        project / "model.pt",
+        "--outdir",
+        tmp_path / "a",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--cache",
+        tmp_path / "cache",
+    )
+    again = miffi(
+        "run",
+        "--input",
+        project / "data" / "micrographs.star",
+        "--model",
+        project / "model.pt",
+        "--outdir",
+        tmp_path / "b",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--cache",
+        tmp_path / "cache",
+    )
     assert first.returncode == again.returncode == 0
     a = pd.read_csv(tmp_path / "a" / "predictions.tsv", sep="\t")
     b = pd.read_csv(tmp_path / "b" / "predictions.tsv", sep="\t")
@@ -185,27 +294,58 @@ def test_results_are_reproducible_from_the_cache(project, tmp_path):
 
 def test_run_without_a_model_uses_the_weight_free_classifier(project, tmp_path):
     out = tmp_path / "out"
-    result = miffi("run", "--input", project / "data" / "micrographs.star", "--outdir", out, "--device", "cpu",
-                   "--no-progress", "--formats", "lists")
+    result = miffi(
+        "run",
+        "--input",
+        project / "data" / "micrographs.star",
+        "--outdir",
+        out,
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--formats",
+        "lists",
+    )
     assert result.returncode == 0, result.stderr
     results = pd.read_csv(out / "results.tsv", sep="\t")
     assert set(results["classifier"]) == {"weight-free"}
-    assert {"water_ring", "ice_peak", "anisotropy", "dark_fraction", "ctf_fit_resolution", "ctf_baseline"} <= set(results)
+    assert {"water_ring", "ice_peak", "anisotropy", "dark_fraction", "ctf_fit_resolution", "ctf_baseline"} <= set(
+        results
+    )
     assert results["ctf_baseline"].isin(["good", "bad"]).all()  # the simulated star has rlnCtfMaxResolution
     written = sum(len((out / "lists" / f"{c}.txt").read_text().splitlines()) for c in results["category"].unique())
     assert written == 8
 
     # with a model, the weight-free labels are a second opinion; --where filters the exports
     filtered = tmp_path / "filtered"
-    result = miffi("run", "--input", project / "data" / "micrographs.star", "--model", project / "model.pt",
-                   "--outdir", filtered, "--device", "cpu", "--no-progress", "--formats", "lists",
-                   "--where", "ctf_baseline == good", "--where", "dark_fraction < 0.2")
+    result = miffi(
+        "run",
+        "--input",
+        project / "data" / "micrographs.star",
+        "--model",
+        project / "model.pt",
+        "--outdir",
+        filtered,
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--formats",
+        "lists",
+        "--where",
+        "ctf_baseline == good",
+        "--where",
+        "dark_fraction < 0.2",
+    )
     assert result.returncode == 0, result.stderr
     results = pd.read_csv(filtered / "results.tsv", sep="\t")
     assert {"wf_film", "wf_category"} <= set(results)
     keep = results[(results["ctf_baseline"] == "good") & (results["dark_fraction"] < 0.2)]
-    listed = sorted(line for c in results["category"].unique() if (filtered / "lists" / f"{c}.txt").exists()
-                    for line in (filtered / "lists" / f"{c}.txt").read_text().splitlines())
+    listed = sorted(
+        line
+        for c in results["category"].unique()
+        if (filtered / "lists" / f"{c}.txt").exists()
+        for line in (filtered / "lists" / f"{c}.txt").read_text().splitlines()
+    )
     assert listed == sorted(keep["path"])
     bad = miffi("run", "--input", project / "data" / "micrographs.star", "--outdir", filtered, "--where", "nope > 1")
     assert bad.returncode == 2 and "no column 'nope'" in bad.stderr

@@ -18,8 +18,12 @@ from miffi.simulate.dataset import simulate_dataset
 from miffi.simulate.physics import ICE_SPACINGS, CtfParams, ctf_zeros, electron_wavelength
 from miffi.simulate.scene import CONTAMINATION, FILM_COVERAGE, draw_scene, render
 
-GOOD = {"film": "no_film", "drift": "no_crack_drift", "crystallinity": "not_crystalline",
-        "contamination": "minor_contamination"}
+GOOD = {
+    "film": "no_film",
+    "drift": "no_crack_drift",
+    "crystallinity": "not_crystalline",
+    "contamination": "minor_contamination",
+}
 
 
 def scene(labels=None, size=2048, seed=5, **overrides):
@@ -77,8 +81,7 @@ def test_astigmatic_zeros_follow_the_defocus_direction():
 
 def test_water_ring_peaks_near_3_7_angstrom_and_scales_with_thickness():
     def ring(thickness):
-        s = scene(ice_thickness_nm=thickness, particle_density_per_um2=0.0, dose=60.0, bfactor=30.0,
-                  residual_drift=0.0)
+        s = scene(ice_thickness_nm=thickness, particle_density_per_um2=0.0, dose=60.0, bfactor=30.0, residual_drift=0.0)
         k, profile = radial_profile(render(s), 300)
         band = (k > 1 / 4.6) & (k < 1 / 3.1)
         smooth = ndi.gaussian_filter1d(profile, 4)
@@ -94,7 +97,7 @@ def test_water_ring_peaks_near_3_7_angstrom_and_scales_with_thickness():
 def _peak_ratio(image, spacing):
     k, profile = radial_profile(image, 800)
     i = int(np.argmin(np.abs(k - 1 / spacing)))
-    return profile[i - 2: i + 3].max() / np.median(profile[i - 25: i + 25])
+    return profile[i - 2 : i + 3].max() / np.median(profile[i - 25 : i + 25])
 
 
 def test_crystalline_ice_gives_sharp_peaks_at_ice_spacings_and_vitreous_does_not():
@@ -132,17 +135,32 @@ def _anisotropy(image, drift_angle_deg):
 
 @pytest.mark.parametrize("angle", [0.0, 60.0])
 def test_drift_makes_the_spectrum_anisotropic_along_the_drift(angle):
-    drifted = render(scene({"drift": "crack_drift_empty"}, drift_kind="drift", drift_length=40.0,
-                           drift_angle=angle, drift_curved=False))
+    drifted = render(
+        scene(
+            {"drift": "crack_drift_empty"}, drift_kind="drift", drift_length=40.0, drift_angle=angle, drift_curved=False
+        )
+    )
     still = render(scene())
     assert _anisotropy(drifted, angle) < 0.6
     assert 0.85 < _anisotropy(still, angle) < 1.15
 
 
 def test_drift_length_increases_the_anisotropy():
-    ratios = [_anisotropy(render(scene({"drift": "crack_drift_empty"}, drift_kind="drift", drift_length=length,
-                                       drift_angle=0.0, drift_curved=False)), 0.0)
-              for length in (0.0, 4.0, 8.0, 16.0)]
+    ratios = [
+        _anisotropy(
+            render(
+                scene(
+                    {"drift": "crack_drift_empty"},
+                    drift_kind="drift",
+                    drift_length=length,
+                    drift_angle=0.0,
+                    drift_curved=False,
+                )
+            ),
+            0.0,
+        )
+        for length in (0.0, 4.0, 8.0, 16.0)
+    ]
     assert ratios[0] > ratios[1] > ratios[2] > ratios[3]
 
 
@@ -156,8 +174,7 @@ def test_empty_hole_is_bright_and_flat():
 
 
 def test_crack_has_a_bright_gap():
-    s = scene({"drift": "crack_drift_empty"}, drift_kind="crack", crack_angle=45.0, crack_gap=500.0,
-              crack_shift=80.0)
+    s = scene({"drift": "crack_drift_empty"}, drift_kind="crack", crack_angle=45.0, crack_gap=500.0, crack_shift=80.0)
     image = ndi.uniform_filter(render(s), 15)
     rows, cols = image.shape
     y, x = np.mgrid[0:rows, 0:cols]
@@ -219,8 +236,7 @@ def test_dataset_files_and_determinism(tmp_path):
 
 def test_dataset_reads_back_through_every_intake_path(tmp_path, monkeypatch):
     out = tmp_path / "sim"
-    table = simulate_dataset(out, 4, parse_detector("256x256@1.2"), seed=1, progress=False, workers=1,
-                             float16=True)
+    table = simulate_dataset(out, 4, parse_detector("256x256@1.2"), seed=1, progress=False, workers=1, float16=True)
     monkeypatch.chdir(tmp_path)
     star = starfile.read(out / "micrographs.star", always_dict=True)
     assert star["optics"]["rlnMicrographPixelSize"].tolist() == [1.2]

@@ -38,19 +38,29 @@ from miffi.train.pretrained import adapt_channels, load_pretrained
 def test_layer_groups_follow_timm_names_for_convnext_small():
     model = timm.create_model("convnext_small", pretrained=False, in_chans=2, num_classes=11)
     depths = (3, 3, 27, 3)
-    expected = {"stem.0.weight": 0, "stem.1.bias": 0, "stages.0.blocks.2.mlp.fc1.weight": 1,
-                "stages.1.downsample.1.weight": 2, "stages.1.blocks.0.conv_dw.weight": 2,
-                "stages.2.downsample.0.weight": 3, "stages.2.blocks.0.gamma": 3, "stages.2.blocks.2.norm.bias": 3,
-                "stages.2.blocks.3.conv_dw.weight": 4, "stages.2.blocks.26.mlp.fc2.bias": 11,
-                "stages.3.downsample.1.weight": 12, "stages.3.blocks.2.gamma": 12,
-                "head.norm.weight": 13, "head.fc.weight": 13}
+    expected = {
+        "stem.0.weight": 0,
+        "stem.1.bias": 0,
+        "stages.0.blocks.2.mlp.fc1.weight": 1,
+        "stages.1.downsample.1.weight": 2,
+        "stages.1.blocks.0.conv_dw.weight": 2,
+        "stages.2.downsample.0.weight": 3,
+        "stages.2.blocks.0.gamma": 3,
+        "stages.2.blocks.2.norm.bias": 3,
+        "stages.2.blocks.3.conv_dw.weight": 4,
+        "stages.2.blocks.26.mlp.fc2.bias": 11,
+        "stages.3.downsample.1.weight": 12,
+        "stages.3.blocks.2.gamma": 12,
+        "head.norm.weight": 13,
+        "head.fc.weight": 13,
+    }
     for name, layer in expected.items():
         assert layer_of(name, depths) == layer, name
     groups = parameter_groups(model, 0.9)
     assert sorted({g.layer for g in groups}) == list(range(14))
     assert sum(len(g.names) for g in groups) == len(list(model.parameters()))
     scale = {g.layer: g.lr_scale for g in groups}
-    assert scale[13] == 1.0 and scale[0] == pytest.approx(0.9 ** 13) and scale[4] == pytest.approx(0.9 ** 9)
+    assert scale[13] == 1.0 and scale[0] == pytest.approx(0.9**13) and scale[4] == pytest.approx(0.9**9)
     no_decay = {n for g in groups if not g.decay for n in g.names}
     assert "head.fc.bias" in no_decay and "stages.2.blocks.0.gamma" in no_decay and "head.fc.weight" not in no_decay
     table = describe(model, 0.9, 1e-5)
@@ -76,8 +86,9 @@ def test_pretrained_rgb_weights_adapted_as_the_paper_states(tmp_path):
         fresh = load_pretrained(model, path, channels)
         assert fresh == ["head.fc.bias", "head.fc.weight"]
         torch.testing.assert_close(model.state_dict()["stem.0.weight"], expected)
-        torch.testing.assert_close(model.state_dict()["stages.2.blocks.1.conv_dw.weight"],
-                                   rgb.state_dict()["stages.2.blocks.1.conv_dw.weight"])
+        torch.testing.assert_close(
+            model.state_dict()["stages.2.blocks.1.conv_dw.weight"], rgb.state_dict()["stages.2.blocks.1.conv_dw.weight"]
+        )
     with pytest.raises(MiffiError, match="pretrained weights not found"):
         load_pretrained(model, tmp_path / "absent.safetensors", 1)
     small = timm.create_model("convnext_small", pretrained=False, in_chans=2, num_classes=11)
@@ -88,11 +99,24 @@ def test_pretrained_rgb_weights_adapted_as_the_paper_states(tmp_path):
 
 def test_presets_are_the_papers_and_finetuning_needs_weights():
     assert preset_config("finetune-2ch", pretrained="w.safetensors") == TrainConfig(
-        channels=2, lr=1e-5, min_lr=1e-6, weight_decay=1e-8, layer_decay=0.9, epochs=10, warmup_epochs=0.0,
-        pretrained="w.safetensors")
+        channels=2,
+        lr=1e-5,
+        min_lr=1e-6,
+        weight_decay=1e-8,
+        layer_decay=0.9,
+        epochs=10,
+        warmup_epochs=0.0,
+        pretrained="w.safetensors",
+    )
     scratch = preset_config("scratch-1ch", arch="convnext_tiny")
-    assert (scratch.channels, scratch.lr, scratch.weight_decay, scratch.epochs, scratch.warmup_epochs,
-            scratch.arch) == (1, 4e-4, 0.05, 20, 5.0, "convnext_tiny")
+    assert (
+        scratch.channels,
+        scratch.lr,
+        scratch.weight_decay,
+        scratch.epochs,
+        scratch.warmup_epochs,
+        scratch.arch,
+    ) == (1, 4e-4, 0.05, 20, 5.0, "convnext_tiny")
     with pytest.raises(MiffiError, match="give --pretrained"):
         preset_config("finetune-1ch")
     with pytest.raises(MiffiError, match="unknown preset"):
@@ -145,8 +169,9 @@ def test_augmentation_crops_flips_then_computes_the_spectrum():
 
     fixed = augmented_tensor(image, 1.0, config, NoFlip())
     offset = float(square[::4, ::4].mean())
-    reference = squares_to_tensor(np.ascontiguousarray(square - offset)[None], crop_size(300, 1.0, 1.5), config,
-                                  torch.device("cpu"), offset)[0]
+    reference = squares_to_tensor(
+        np.ascontiguousarray(square - offset)[None], crop_size(300, 1.0, 1.5), config, torch.device("cpu"), offset
+    )[0]
     torch.testing.assert_close(fixed[0], reference[0], atol=1e-4, rtol=0)
     # a flipped crop flips the image; its power spectrum is the same point-symmetric pattern
     NoFlip.random = lambda self: 0.1
@@ -167,8 +192,17 @@ def tiny(tmp_path_factory):
 def test_training_writes_checkpoints_and_resumes_after_an_interruption(tiny, tmp_path, monkeypatch):
     _, samples = tiny
     train_samples, val_samples = split(samples, 0.25, seed=0)
-    config = TrainConfig(arch="convnext_atto", size=64, epochs=2, batch_size=4, lr=1e-3, min_lr=0.0,
-                         weight_decay=0.05, layer_decay=0.8, warmup_epochs=0.5)
+    config = TrainConfig(
+        arch="convnext_atto",
+        size=64,
+        epochs=2,
+        batch_size=4,
+        lr=1e-3,
+        min_lr=0.0,
+        weight_decay=0.05,
+        layer_decay=0.8,
+        warmup_epochs=0.5,
+    )
     device = torch.device("cpu")
     history = train(train_samples, val_samples, config, tmp_path / "full", device, progress=False)
     assert history["epoch"].tolist() == [1, 2]
@@ -203,26 +237,50 @@ def test_training_writes_checkpoints_and_resumes_after_an_interruption(tiny, tmp
     for name in ("log.tsv", "iterations.tsv", "best.safetensors"):  # what Snakemake removes of a failed job
         (tmp_path / "cut" / name).unlink()
     resumed = train(train_samples, val_samples, config, tmp_path / "cut", device, resume=True, progress=False)
-    pd.testing.assert_frame_equal(resumed.drop(columns=["seconds", "images_per_s"]),
-                                  history.drop(columns=["seconds", "images_per_s"]), atol=1e-5, rtol=0)
+    pd.testing.assert_frame_equal(
+        resumed.drop(columns=["seconds", "images_per_s"]),
+        history.drop(columns=["seconds", "images_per_s"]),
+        atol=1e-5,
+        rtol=0,
+    )
     final = load_file(str(tmp_path / "cut" / "checkpoints" / "epoch_001.safetensors"))
     reference = load_file(str(tmp_path / "full" / "checkpoints" / "epoch_001.safetensors"))
     assert all(torch.allclose(final[k], reference[k], atol=1e-5) for k in reference)
     with pytest.raises(MiffiError, match="settings changed .*epochs"):
-        train(train_samples, val_samples, TrainConfig(**{**config.to_dict(), "epochs": 3}), tmp_path / "cut",
-              device, resume=True, progress=False)
+        train(
+            train_samples,
+            val_samples,
+            TrainConfig(**{**config.to_dict(), "epochs": 3}),
+            tmp_path / "cut",
+            device,
+            resume=True,
+            progress=False,
+        )
 
 
 def test_train_cli_shows_groups_and_rejects_bad_labels(tiny, tmp_path, capsys):
     folder, _ = tiny
-    assert main(["train", str(folder / "micrographs.star"), "--labels", str(folder / "labels.csv"), "--out",
-                 str(tmp_path / "m"), "--arch", "convnext_atto", "--show-groups"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(folder / "micrographs.star"),
+                "--labels",
+                str(folder / "labels.csv"),
+                "--out",
+                str(tmp_path / "m"),
+                "--arch",
+                "convnext_atto",
+                "--show-groups",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["layer", "lr", "params", "names"] and "head.fc" in out
     binary = tmp_path / "binary.csv"
     binary.write_text("micrograph,good\n" + "".join(f"sim_{i:05d},good\n" for i in range(12)))
-    assert main(["train", str(folder / "micrographs.star"), "--labels", str(binary),
-                 "--out", str(tmp_path / "m")]) == 2
+    assert main(["train", str(folder / "micrographs.star"), "--labels", str(binary), "--out", str(tmp_path / "m")]) == 2
 
 
 @pytest.mark.slow
@@ -233,27 +291,89 @@ def test_two_channel_model_beats_one_channel_on_crystallinity(tmp_path):
     crystallinity included."""
     from miffi.simulate.config import SimulationConfig
 
-    mix = SimulationConfig(mix={"film": {"no_film": 1.0}, "drift": {"no_crack_drift": 0.7, "crack_drift_empty": 0.3},
-                                "crystallinity": {"not_crystalline": 0.5, "major_crystalline": 0.5},
-                                "contamination": {"minor_contamination": 1.0}})
+    mix = SimulationConfig(
+        mix={
+            "film": {"no_film": 1.0},
+            "drift": {"no_crack_drift": 0.7, "crack_drift_empty": 0.3},
+            "crystallinity": {"not_crystalline": 0.5, "major_crystalline": 0.5},
+            "contamination": {"minor_contamination": 1.0},
+        }
+    )
     detector = parse_detector("512x512@1.2")
     simulate_dataset(tmp_path / "train", 300, detector, mix, seed=41, workers=1, progress=False)
     truth = simulate_dataset(tmp_path / "test", 60, detector, mix, seed=42, workers=1, progress=False)
     scores = {}
     for channels in (2, 1):
         model = tmp_path / f"ch{channels}"
-        assert main(["train", str(tmp_path / "train" / "micrographs.star"), "--labels",
-                     str(tmp_path / "train" / "labels.csv"), "--out", str(model), "--preset", "scratch-1ch",
-                     "--channels", str(channels), "--arch", "convnext_atto", "--size", "128", "--epochs", "8",
-                     "--warmup-epochs", "1", "--batch-size", "8", "--lr", "1e-3", "--val-fraction", "0.15",
-                     "--no-progress", "-q"]) == 0
-        assert main(["run", "--input", str(tmp_path / "test" / "micrographs.star"), "--model",
-                     str(model / "best.safetensors"), "--outdir", str(model / "test"), "--no-progress", "-q"]) == 0
-        assert main(["evaluate", "--results", str(model / "test" / "results.tsv"), "--labels",
-                     str(tmp_path / "test" / "labels.csv"), "--out", str(model / "evaluation"), "-q"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    str(tmp_path / "train" / "micrographs.star"),
+                    "--labels",
+                    str(tmp_path / "train" / "labels.csv"),
+                    "--out",
+                    str(model),
+                    "--preset",
+                    "scratch-1ch",
+                    "--channels",
+                    str(channels),
+                    "--arch",
+                    "convnext_atto",
+                    "--size",
+                    "128",
+                    "--epochs",
+                    "8",
+                    "--warmup-epochs",
+                    "1",
+                    "--batch-size",
+                    "8",
+                    "--lr",
+                    "1e-3",
+                    "--val-fraction",
+                    "0.15",
+                    "--no-progress",
+                    "-q",
+                ]
+            )
+            == 0
+        )
+        assert (
+            main(
+                [
+                    "run",
+                    "--input",
+                    str(tmp_path / "test" / "micrographs.star"),
+                    "--model",
+                    str(model / "best.safetensors"),
+                    "--outdir",
+                    str(model / "test"),
+                    "--no-progress",
+                    "-q",
+                ]
+            )
+            == 0
+        )
+        assert (
+            main(
+                [
+                    "evaluate",
+                    "--results",
+                    str(model / "test" / "results.tsv"),
+                    "--labels",
+                    str(tmp_path / "test" / "labels.csv"),
+                    "--out",
+                    str(model / "evaluation"),
+                    "-q",
+                ]
+            )
+            == 0
+        )
         evaluation = pd.read_csv(model / "evaluation" / "summary.tsv", sep="\t").set_index("method")
         scores[channels] = evaluation.loc[f"model:ch{channels}/best.safetensors"]
-    print({c: s[["accuracy", "crystallinity_good_bad_accuracy", "drift_accuracy"]].to_dict() for c, s in scores.items()})
+    print(
+        {c: s[["accuracy", "crystallinity_good_bad_accuracy", "drift_accuracy"]].to_dict() for c, s in scores.items()}
+    )
     good = (truth["drift"] == "no_crack_drift") & (truth["crystallinity"] == "not_crystalline")
     assert scores[2]["accuracy"] >= max(good.mean(), 1 - good.mean()) + 0.15
     assert scores[2]["accuracy"] >= scores[1]["accuracy"] + 0.1
@@ -266,12 +386,15 @@ def test_learning_curve_trains_on_growing_stratified_subsets(tiny, tmp_path):
     _, samples = tiny
     train_samples, val_samples = split(samples, 0.25, seed=0)
     config = TrainConfig(arch="convnext_atto", size=64, epochs=1, batch_size=4, lr=1e-3)
-    curve = learning_curve(train_samples, val_samples, [3, 6, 100], config, tmp_path, torch.device("cpu"),
-                           progress=False)
+    curve = learning_curve(
+        train_samples, val_samples, [3, 6, 100], config, tmp_path, torch.device("cpu"), progress=False
+    )
     assert curve["train_size"].tolist() == [3, 6, len(train_samples)]
     for size in curve["train_size"]:
         split_table = pd.read_csv(tmp_path / f"n{size:05d}" / "split.tsv", sep="\t")
         assert (split_table["split"] == "train").sum() == size
         assert set(split_table.loc[split_table["split"] == "val", "micrograph"]) == set(val_samples["micrograph"])
     assert pd.read_csv(tmp_path / "curve.tsv", sep="\t")["train_size"].tolist() == curve["train_size"].tolist()
-    assert {"learning_curve.png", "learning_curve.pdf", "loss_curves.png"} <= {p.name for p in (tmp_path / "figures").iterdir()}
+    assert {"learning_curve.png", "learning_curve.pdf", "loss_curves.png"} <= {
+        p.name for p in (tmp_path / "figures").iterdir()
+    }

@@ -21,14 +21,21 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-pytestmark = pytest.mark.skipif(shutil.which("snakemake", path=str(BIN)) is None,
-                                reason="snakemake is not installed in this environment")
+pytestmark = pytest.mark.skipif(
+    shutil.which("snakemake", path=str(BIN)) is None, reason="snakemake is not installed in this environment"
+)
 
 
 def run(cwd: Path, *args: str, timeout: int = 300) -> str:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run([str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), *args], cwd=cwd,
-                            capture_output=True, text=True, env=env, timeout=timeout)
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
 
@@ -42,8 +49,16 @@ def planned(log: str) -> tuple[dict[str, int], set[str], list[str]]:
 
 
 def user_config(path: Path, outdir: Path) -> Path:
-    path.write_text(yaml.safe_dump({"outdir": str(outdir), "datasets": {
-        "mine": {"simulate": {"n": 2, "detector": "256x256@1.5", "seed": 1}, "chunks": 1, "device": "cpu"}}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "outdir": str(outdir),
+                "datasets": {
+                    "mine": {"simulate": {"n": 2, "detector": "256x256@1.5", "seed": 1}, "chunks": 1, "device": "cpu"}
+                },
+            }
+        )
+    )
     return path
 
 

@@ -26,15 +26,29 @@ from miffi.simulate.dataset import simulate_dataset
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-pytestmark = pytest.mark.skipif(shutil.which("snakemake", path=str(BIN)) is None,
-                                reason="snakemake is not installed in this environment")
+pytestmark = pytest.mark.skipif(
+    shutil.which("snakemake", path=str(BIN)) is None, reason="snakemake is not installed in this environment"
+)
 
 
 def snakemake(workdir: Path, *extra: str) -> str:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run([str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory",
-                             str(workdir), "--cores", "2", *extra], capture_output=True, text=True, env=env,
-                            timeout=900)
+    result = subprocess.run(
+        [
+            str(BIN / "snakemake"),
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--cores",
+            "2",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
 
@@ -64,11 +78,23 @@ def micrographs(tmp_path_factory):
 
 
 def write_config(workdir: Path, rule: str = "miffi", model: str | None = None, labels: Path | None = None) -> None:
-    config = {"outdir": "out", "datasets": {"ds": {"input": ["mics.txt"], "chunks": 3, "device": "cpu",
-                                                    "rule": rule, "model": model, "arch": "convnext_atto",
-                                                    "labels": str(labels) if labels else None,
-                                                    "voltage": 200, "cs": 2.0,
-                                                    "cryosparc_project_dir": str(workdir)}}}
+    config = {
+        "outdir": "out",
+        "datasets": {
+            "ds": {
+                "input": ["mics.txt"],
+                "chunks": 3,
+                "device": "cpu",
+                "rule": rule,
+                "model": model,
+                "arch": "convnext_atto",
+                "labels": str(labels) if labels else None,
+                "voltage": 200,
+                "cs": 2.0,
+                "cryosparc_project_dir": str(workdir),
+            }
+        },
+    }
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
 
 
@@ -90,8 +116,11 @@ def test_workflow_runs_and_reruns_only_what_changed(tmp_path, micrographs):
     export = tmp_path / "out" / "ds" / "export"
     for star in (export / "relion").glob("*.star"):  # the dataset's microscope settings, and the default
         optics = starfile.read(star, always_dict=True)["optics"].iloc[0]
-        assert (optics["rlnVoltage"], optics["rlnSphericalAberration"], optics["rlnAmplitudeContrast"]) == \
-            (200, 2.0, 0.1)
+        assert (optics["rlnVoltage"], optics["rlnSphericalAberration"], optics["rlnAmplitudeContrast"]) == (
+            200,
+            2.0,
+            0.1,
+        )
     assert "amplitude-contrast 0.1 (the defaults" in (tmp_path / "out" / "ds" / "logs" / "export.log").read_text()
     for cs in (export / "cryosparc").glob("*.cs"):  # paths relative to the cryoSPARC project
         assert all((tmp_path / p).is_file() for p in Dataset.load(str(cs))["micrograph_blob/path"])
@@ -129,13 +158,31 @@ def test_workflow_runs_and_reruns_only_what_changed(tmp_path, micrographs):
 
 
 def test_workflow_trains_a_model_and_classifies_with_it(tmp_path):
-    train = {"dataset": "tr", "preset": "scratch-1ch", "channels": 2, "arch": "convnext_atto", "epochs": 1,
-             "batch_size": 4, "lr": 1e-3, "warmup_epochs": 0, "val_fraction": 0.25, "device": "cpu"}
-    config = {"outdir": "out", "train": {"m": train},
-              "datasets": {"tr": {"simulate": {"n": 12, "detector": "256x256@1.5", "seed": 3}, "chunks": 1,
-                                  "device": "cpu"},
-                           "ds": {"simulate": {"n": 6, "detector": "256x256@1.5", "seed": 4}, "chunks": 1,
-                                  "device": "cpu", "model": "trained:m"}}}
+    train = {
+        "dataset": "tr",
+        "preset": "scratch-1ch",
+        "channels": 2,
+        "arch": "convnext_atto",
+        "epochs": 1,
+        "batch_size": 4,
+        "lr": 1e-3,
+        "warmup_epochs": 0,
+        "val_fraction": 0.25,
+        "device": "cpu",
+    }
+    config = {
+        "outdir": "out",
+        "train": {"m": train},
+        "datasets": {
+            "tr": {"simulate": {"n": 12, "detector": "256x256@1.5", "seed": 3}, "chunks": 1, "device": "cpu"},
+            "ds": {
+                "simulate": {"n": 6, "detector": "256x256@1.5", "seed": 4},
+                "chunks": 1,
+                "device": "cpu",
+                "model": "trained:m",
+            },
+        },
+    }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     ran = jobs(snakemake(tmp_path))
     assert ran["train"] == 1 and ran["evaluate"] == ran["report"] == 2 and ran["summary"] == 1
@@ -149,8 +196,13 @@ def test_workflow_trains_a_model_and_classifies_with_it(tmp_path):
     config["datasets"]["ds"]["model"] = "trained:nope"
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run([str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory",
-                             str(tmp_path), "-n"], capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "-n"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode != 0 and "datasets.ds.model: 'trained:nope'" in result.stdout + result.stderr
 
 
@@ -174,25 +226,45 @@ def test_empiar_benchmark_config_plans_a_summary(tmp_path):
     assert planned["evaluate"] == planned["report"] == "5" and planned["summary"] == "1"
 
 
-@pytest.mark.parametrize(("setting", "messages"), [
-    ({"chunks": 0}, ["0 is less than the minimum of 1", "On instance['datasets']['ds']['chunks']"]),
-    ({"rule": "strictt"},
-     ["datasets.ds.rule: 'strictt' is not a rule: malformed part 'strictt' (a rule is a preset, miffi, strict"]),
-    ({"bad_threshold": "flim=0.8"},
-     ["datasets.ds.bad_threshold: 'flim=0.8': unknown group 'flim' (groups: film, drift, crystallinity"]),
-    ({"bad_threshold": "film=1.5"},
-     ["datasets.ds.bad_threshold: 'film=1.5': film: a confidence threshold must lie in [0, 1], got 1.5"]),
-    ({"bad_threshold": 1.5}, ["1.5 is greater than the maximum of 1", "On instance['datasets']['ds']['bad_threshold']"]),
-    ({"formats": ["relion", "star"]},
-     ["'star' is not one of ['relion', 'cryosparc', 'lists']", "On instance['datasets']['ds']['formats'][1]"]),
-    ({"formats": []}, ["[] should be non-empty", "On instance['datasets']['ds']['formats']"]),
-])
+@pytest.mark.parametrize(
+    ("setting", "messages"),
+    [
+        ({"chunks": 0}, ["0 is less than the minimum of 1", "On instance['datasets']['ds']['chunks']"]),
+        (
+            {"rule": "strictt"},
+            ["datasets.ds.rule: 'strictt' is not a rule: malformed part 'strictt' (a rule is a preset, miffi, strict"],
+        ),
+        (
+            {"bad_threshold": "flim=0.8"},
+            ["datasets.ds.bad_threshold: 'flim=0.8': unknown group 'flim' (groups: film, drift, crystallinity"],
+        ),
+        (
+            {"bad_threshold": "film=1.5"},
+            ["datasets.ds.bad_threshold: 'film=1.5': film: a confidence threshold must lie in [0, 1], got 1.5"],
+        ),
+        (
+            {"bad_threshold": 1.5},
+            ["1.5 is greater than the maximum of 1", "On instance['datasets']['ds']['bad_threshold']"],
+        ),
+        (
+            {"formats": ["relion", "star"]},
+            ["'star' is not one of ['relion', 'cryosparc', 'lists']", "On instance['datasets']['ds']['formats'][1]"],
+        ),
+        ({"formats": []}, ["[] should be non-empty", "On instance['datasets']['ds']['formats']"]),
+    ],
+)
 def test_invalid_config_names_the_key(tmp_path, setting, messages):
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(
-        {"outdir": "out", "datasets": {"ds": {"input": ["x.star"], **setting}}}))
+    (tmp_path / "config.yaml").write_text(
+        yaml.safe_dump({"outdir": "out", "datasets": {"ds": {"input": ["x.star"], **setting}}})
+    )
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run([str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory",
-                             str(tmp_path), "-n"], capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "-n"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode != 0
     for message in messages:
         assert message in result.stderr + result.stdout

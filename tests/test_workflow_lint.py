@@ -31,15 +31,17 @@ def tool(name: str) -> str:
 
 def test_snakemake_lint_is_clean():
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run([tool("snakemake"), "--lint", "--nolock"], cwd=ROOT, capture_output=True, text=True,
-                            env=env, timeout=300)
+    result = subprocess.run(
+        [tool("snakemake"), "--lint", "--nolock"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300
+    )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
 
 
 def test_snakefmt_check_is_clean():
-    result = subprocess.run([tool("snakefmt"), "--check", "Snakefile", "workflow"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [tool("snakefmt"), "--check", "Snakefile", "workflow"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
     assert "would be changed" not in result.stderr
 
@@ -67,7 +69,7 @@ def test_conda_env_matches_pyproject():
     assert env["channels"] == ["conda-forge"]
     conda, pip = {}, {}
     for entry in env["dependencies"]:
-        for spec, into in ([(s, pip) for s in entry["pip"]] if isinstance(entry, dict) else [(entry, conda)]):
+        for spec, into in [(s, pip) for s in entry["pip"]] if isinstance(entry, dict) else [(entry, conda)]:
             name, bound = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*(.*)", spec).groups()
             into[name.lower()] = bound
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from miffi.labels import GROUPS, LABELS, SLICES
+from miffi.errors import SettingError
+from miffi.labels import GOOD, GROUPS, LABELS, SLICES
 
 GROUP_ORDER = tuple(GROUPS)
 MIFFI_RULE = "0,111,010,222:2,111,010"
@@ -91,8 +92,10 @@ def parse_rule(text: str) -> dict[str, list[tuple[int, int, int]]]:
     parsed: dict[str, list[tuple[int, int, int]]] = {}
     for part in text.strip().split(":"):
         if not re.fullmatch(r"\d+(,\d{3})*", part.strip()):
-            raise RuleError(f"{text!r} is not a rule: malformed part {part!r} (a rule is a preset, "
-                            f"{', '.join(PRESETS)}, or Miffi's grammar 'group,abc,abc:...', e.g. {MIFFI_RULE!r})")
+            raise RuleError(
+                f"{text!r} is not a rule: malformed part {part!r} (a rule is a preset, "
+                f"{', '.join(PRESETS)}, or Miffi's grammar 'group,abc,abc:...', e.g. {MIFFI_RULE!r})"
+            )
         head, *tokens = part.strip().split(",")
         index = int(head)
         if index >= len(GROUP_ORDER):
@@ -107,8 +110,10 @@ def parse_rule(text: str) -> dict[str, list[tuple[int, int, int]]]:
             digits = tuple(int(c) for c in token)
             bad = [d for d in digits if d >= count]
             if bad:
-                raise RuleError(f"{text!r} is not a rule: label {bad[0]} does not occur in group {index} ({group}: "
-                                f"labels 0–{count - 1}: {', '.join(GROUPS[group])})")
+                raise RuleError(
+                    f"{text!r} is not a rule: label {bad[0]} does not occur in group {index} ({group}: "
+                    f"labels 0–{count - 1}: {', '.join(GROUPS[group])})"
+                )
             triples.append(digits)
         parsed[group] = triples
     return parsed
@@ -150,8 +155,15 @@ def combine(predictions: pd.DataFrame, rule: str = "miffi") -> pd.DataFrame:
 
 # --- categories --------------------------------------------------------------------------
 
-CATEGORIES = ("good", "bad_film", "bad_drift", "bad_minor_crystalline", "bad_major_crystalline",
-              "bad_contamination", "bad_multiple")
+CATEGORIES = (
+    "good",
+    "bad_film",
+    "bad_drift",
+    "bad_minor_crystalline",
+    "bad_major_crystalline",
+    "bad_contamination",
+    "bad_multiple",
+)
 SINGLE_BAD = CATEGORIES[1:-1]
 
 
@@ -160,9 +172,9 @@ def check_threshold(value: str | float) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{value!r} is not a number") from None
+        raise SettingError(f"{value!r} is not a number") from None
     if not 0 <= number <= 1:
-        raise ValueError(f"a confidence threshold must lie in [0, 1], got {value}")
+        raise SettingError(f"a confidence threshold must lie in [0, 1], got {value}")
     return number
 
 
@@ -176,13 +188,13 @@ def parse_thresholds(text: str | float) -> dict[str, float]:
     for part in text.split(","):
         group, _, value = (piece.strip() for piece in part.partition("="))
         if group not in GROUPS:
-            raise ValueError(f"{text!r}: unknown group {group!r} (groups: {', '.join(GROUPS)})")
+            raise SettingError(f"{text!r}: unknown group {group!r} (groups: {', '.join(GROUPS)})")
         if group in values:
-            raise ValueError(f"{text!r}: group {group!r} given twice")
+            raise SettingError(f"{text!r}: group {group!r} given twice")
         try:
             values[group] = check_threshold(value)
         except ValueError as exc:
-            raise ValueError(f"{text!r}: {group}: {exc}") from None
+            raise SettingError(f"{text!r}: {group}: {exc}") from None
     return {**dict.fromkeys(GROUPS, DEFAULT_THRESHOLD), **values}
 
 
@@ -203,14 +215,30 @@ class CategorySettings:
     def __post_init__(self) -> None:
         unknown = set(self.bad_thresholds) - set(GROUPS) or set(self.bad_crystallinity) - set(GROUPS["crystallinity"])
         if unknown:
-            raise ValueError(f"unknown group or label(s) in category settings: {sorted(unknown)}")
+            raise SettingError(f"unknown group or label(s) in category settings: {sorted(unknown)}")
         for value in [self.good_threshold, *self.bad_thresholds.values()]:
             check_threshold(value)
+
+    @classmethod
+    def from_options(
+        cls,
+        good_threshold: float = DEFAULT_THRESHOLD,
+        bad_thresholds: Mapping[str, float] | None = None,
+        minor_crystalline_good: bool = False,
+    ) -> CategorySettings:
+        """The settings of ``--good-threshold``, ``--bad-threshold`` and ``--minor-crystalline-good``
+        (without it minor crystalline ice counts as bad, as in Miffi)."""
+        bad_crystallinity = (
+            ("major_crystalline",) if minor_crystalline_good else ("minor_crystalline", "major_crystalline")
+        )
+        if bad_thresholds is None:
+            bad_thresholds = dict.fromkeys(GROUPS, DEFAULT_THRESHOLD)
+        return cls(good_threshold, bad_thresholds, bad_crystallinity)
 
     def good_labels(self, group: str) -> frozenset[str]:
         if group == "crystallinity":
             return frozenset(GROUPS[group]) - set(self.bad_crystallinity)
-        return frozenset({"no_film", "minor_film"}) if group == "film" else frozenset({GROUPS[group][0]})
+        return GOOD[group]
 
 
 def categorise(combined: pd.DataFrame, settings: CategorySettings | None = None) -> pd.DataFrame:

@@ -5,6 +5,8 @@ The record API (``GET https://zenodo.org/api/records/8342009``) lists ``files[]`
 model's name is its key before the first dot. Downloads go to ``<key>.part``, resume
 with HTTP ``Range`` after a dropped connection, are verified against the checksum and
 only then renamed to ``<key>``: a partial or corrupt file never has the final name.
+
+Which models exist, their record, file names and pinned checksums: :mod:`miffi.classify.registry`.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from miffi.classify.registry import DEFAULT_MODELS, MODELS, RECORD_URL
 from miffi.errors import MiffiError
 
 log = logging.getLogger(__name__)
 
-RECORD_URL = "https://zenodo.org/api/records/8342009"
-DEFAULT_MODELS = ("miffi_v1",)
+__all__ = ["DEFAULT_MODELS", "RECORD_URL", "RemoteFile", "download_file", "download_models", "fetch_record", "md5sum"]
 CHUNK = 1 << 20
 
 
@@ -61,8 +63,10 @@ def fetch_record(url: str = RECORD_URL, timeout: float = 30.0, retries: int = 3)
                 raise MiffiError(f"{url}: cannot read the model record ({exc})") from None
             time.sleep(0.5 * 2**attempt)
     try:
-        return [RemoteFile(f["key"], f["links"]["self"], f["checksum"].removeprefix("md5:"), f.get("size"))
-                for f in record["files"]]
+        return [
+            RemoteFile(f["key"], f["links"]["self"], f["checksum"].removeprefix("md5:"), f.get("size"))
+            for f in record["files"]
+        ]
     except (KeyError, TypeError, AttributeError) as exc:
         raise MiffiError(f"{url}: unexpected record format (missing {exc})") from None
 
@@ -90,9 +94,17 @@ def _fetch_into(remote: RemoteFile, part: Path, timeout: float, progress: bool) 
             have = 0
         expected = int(response.headers.get("Content-Length", -1))
         received = 0
-        with open(part, "ab" if have else "wb") as handle, \
-                tqdm(total=remote.size or None, initial=have, unit="B", unit_scale=True, desc=remote.key,
-                     disable=not progress) as bar:
+        with (
+            open(part, "ab" if have else "wb") as handle,
+            tqdm(
+                total=remote.size or None,
+                initial=have,
+                unit="B",
+                unit_scale=True,
+                desc=remote.key,
+                disable=not progress,
+            ) as bar,
+        ):
             while chunk := response.read(CHUNK):
                 handle.write(chunk)
                 received += len(chunk)
@@ -101,8 +113,9 @@ def _fetch_into(remote: RemoteFile, part: Path, timeout: float, progress: bool) 
             raise ConnectionError(f"connection closed after {have + received} bytes")
 
 
-def download_file(remote: RemoteFile, directory: Path, retries: int = 5, timeout: float = 60.0,
-                  progress: bool = True) -> Path:
+def download_file(
+    remote: RemoteFile, directory: Path, retries: int = 5, timeout: float = 60.0, progress: bool = True
+) -> Path:
     """Download one file with retries and resume; returns its final path."""
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / remote.key
@@ -115,8 +128,10 @@ def download_file(remote: RemoteFile, directory: Path, retries: int = 5, timeout
             _fetch_into(remote, part, timeout, progress)
         except (urllib.error.URLError, HTTPException, OSError) as exc:
             if attempt == retries:
-                raise MiffiError(f"{remote.url}: download failed after {retries + 1} attempts ({exc}); "
-                                 f"the partial file {part} is kept for the next try") from None
+                raise MiffiError(
+                    f"{remote.url}: download failed after {retries + 1} attempts ({exc}); "
+                    f"the partial file {part} is kept for the next try"
+                ) from None
             log.warning("%s: %s; retrying (attempt %d of %d)", remote.key, exc, attempt + 2, retries + 1)
             time.sleep(min(0.5 * 2**attempt, 30))
             continue
@@ -145,4 +160,28 @@ def download_models(
         if unknown:
             raise MiffiError(f"unknown model(s) {unknown}; the record has: {', '.join(sorted(available))}")
         files = [f for f in files if f.model in set(models)]
+    for remote in files:
+        _check_against_registry(remote, url)
     return [download_file(f, Path(directory), retries, progress=progress) for f in files]
+
+
+def _check_against_registry(remote: RemoteFile, url: str) -> None:
+    """A record file of a registry model must have the registry's file name (resolution by
+    name looks for it) and, where the registry pins one, its checksum."""
+    entry = MODELS.get(remote.model)
+    if entry is None:
+        return
+    if remote.key != entry.key:
+        log.warning(
+            "%s: the record names %s's file %s, the registry %s; `--model %s` will not find it",
+            url,
+            entry.name,
+            remote.key,
+            entry.key,
+            entry.name,
+        )
+    if entry.md5 is not None and remote.md5 != entry.md5:
+        raise MiffiError(
+            f"{url}: {remote.key} has md5 {remote.md5} in the record, the registry pins "
+            f"{entry.md5} (miffi/classify/registry.py); the record changed: not downloading"
+        )

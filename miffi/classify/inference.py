@@ -16,8 +16,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from miffi.classify.models import NUM_OUTPUTS, Classifier, ModelError
-from miffi.errors import MiffiError
+from miffi.classify.models import NUM_OUTPUTS, Classifier
+from miffi.errors import MiffiError, ModelError
 from miffi.labels import LABELS, SLICES
 from miffi.preprocess.cache import TensorCache
 
@@ -35,8 +35,9 @@ def check_compatible(classifier: Classifier, cache: TensorCache) -> None:
         )
 
 
-def _read_ahead(cache: TensorCache, micrographs: Sequence[str], sources: Sequence[str] | None = None,
-                depth: int = 8) -> Iterator[tuple[str, np.ndarray]]:
+def _read_ahead(
+    cache: TensorCache, micrographs: Sequence[str], sources: Sequence[str] | None = None, depth: int = 8
+) -> Iterator[tuple[str, np.ndarray]]:
     """Cached tensors in order (each checked to be made from its source, when given),
     loaded by a background thread a few micrographs ahead."""
     queue: Queue = Queue(maxsize=depth)
@@ -76,8 +77,11 @@ def _run(module: torch.nn.Module, batch: np.ndarray, device: torch.device, bf16:
         inputs = torch.cat([inputs, inputs.new_zeros((pad_to - count, *inputs.shape[1:]))])
     # TorchScript's profiling executor re-optimises for every new shape and dtype, which
     # costs more than it gains for a convolutional network run a few times per shape.
-    with torch.inference_mode(), torch.jit.optimized_execution(False), \
-            torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+    with (
+        torch.inference_mode(),
+        torch.jit.optimized_execution(False),
+        torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16),
+    ):
         logits = module(inputs)[:count]
     if logits.ndim != 2 or logits.shape[1] != NUM_OUTPUTS:
         raise MiffiError(f"model output has shape {tuple(logits.shape)}; expected [batch, {NUM_OUTPUTS}]")
@@ -130,8 +134,10 @@ def predict(
     broken = ~np.isfinite(values).all(axis=1)
     if broken.any():
         where = list(dict.fromkeys(table.loc[broken, "micrograph"]))
-        raise ModelError(classifier.path, f"gives non-finite outputs (NaN/Inf) for {int(broken.sum())} of "
-                                          f"{len(values)} squares, of {len(where)} micrograph(s): "
-                                          f"{', '.join(where[:5])}{' ...' if len(where) > 5 else ''}")
+        raise ModelError(
+            classifier.path,
+            f"gives non-finite outputs (NaN/Inf) for {int(broken.sum())} of "
+            f"{len(values)} squares, of {len(where)} micrograph(s): "
+            f"{', '.join(where[:5])}{' ...' if len(where) > 5 else ''}",
+        )
     return pd.concat([table, pd.DataFrame(values, columns=list(LABELS))], axis=1)
-

@@ -6,7 +6,10 @@ inference refuses a cache made with another one.
 Formats
 -------
 TorchScript (``miffi_v1.pt`` etc., Zenodo record 8342009)
-    loaded with ``torch.jit.load``; input channels read from its stem weights.
+    loaded with ``torch.jit.load``; a published model's preprocessing comes from the
+    registry (:mod:`miffi.classify.registry`, matched by name or file name) and is
+    checked against its stem weights; another file's input channels are read from them.
+    A registry name (``miffi_v1``) stands for its downloaded file in the models folder.
 timm state dict (``.pth``/``.pt``)
     ``torch.load(weights_only=True)`` into ``timm.create_model(arch, in_chans, 11)``.
 miffi checkpoint (``.safetensors``)
@@ -26,7 +29,8 @@ from typing import Any
 import torch
 
 from miffi import atomic
-from miffi.errors import MiffiError
+from miffi.classify import registry
+from miffi.errors import MiffiError, ModelError
 from miffi.labels import GROUPS
 from miffi.preprocess.config import PreprocessConfig
 
@@ -34,13 +38,6 @@ NUM_OUTPUTS = sum(len(labels) for labels in GROUPS.values())
 STEM_WEIGHT = "stem.0.weight"
 HEAD_WEIGHT = "head.fc.weight"
 CHECKPOINT_KEY = "miffi"
-
-
-class ModelError(MiffiError):
-    """A model file that cannot be used, with the file named."""
-
-    def __init__(self, path: str | Path, problem: str):
-        super().__init__(f"{path}: {problem}")
 
 
 @dataclass
@@ -96,8 +93,9 @@ def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ModelError(path, "not a model file (neither TorchScript, a state dict of tensors, "
-                               "nor a miffi .safetensors checkpoint)")
+        raise ModelError(
+            path, "not a model file (neither TorchScript, a state dict of tensors, nor a miffi .safetensors checkpoint)"
+        )
     return {str(k).removeprefix("module."): v for k, v in obj.items()}
 
 
@@ -116,13 +114,19 @@ def _load_into(arch: str, weights: dict[str, torch.Tensor], path: Path) -> torch
     return module
 
 
-def load_classifier(path: str | Path, arch: str = "convnext_small", device: torch.device | str = "cpu") -> Classifier:
+def load_classifier(
+    path: str | Path, arch: str = registry.DEFAULT_ARCH, device: torch.device | str = "cpu"
+) -> Classifier:
     """Load any supported model file onto ``device``, in eval mode.
 
-    ``arch`` names the timm architecture for plain state dicts (checkpoints and
-    TorchScript files carry their own).
+    ``path`` is a file, or a published model's registry name (``miffi_v1``, also as
+    ``Path("miffi_v1")``), which stands for its downloaded file in the models folder
+    (:func:`miffi.classify.registry.resolve_model`). ``arch`` names the timm architecture
+    for plain state dicts (checkpoints and TorchScript files carry their own).
     """
-    path = Path(path)
+    published = registry.get_model(str(path)) if registry.is_model_name(path) else None
+    path = registry.resolve_model(path)
+    published = published or registry.by_file_name(path.name)
     if not path.is_file():
         raise ModelError(path, "model file not found (download the published models with `miffi download`)")
     device = torch.device(device)
@@ -136,8 +140,17 @@ def load_classifier(path: str | Path, arch: str = "convnext_small", device: torc
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ModelError(path, f"TorchScript archive cannot be loaded ({first[:200]})") from None
         channels = _input_channels(dict(module.state_dict()), path)
-        config = PreprocessConfig(power_spectrum=channels == 2)
-        return Classifier(module.eval(), config, "torchscript", None, str(path))
+        if published is None:
+            config, arch_name = PreprocessConfig(power_spectrum=channels == 2), None
+        elif channels != published.channels:
+            raise ModelError(
+                path,
+                f"takes {channels} input channel(s), but the published model "
+                f"{published.name!r} takes {published.channels}: not that model's file",
+            )
+        else:
+            config, arch_name = published.preprocess, published.arch
+        return Classifier(module.eval(), config, "torchscript", arch_name, str(path))
     if _is_safetensors(path):
         return _load_checkpoint(path, device)
     try:
@@ -161,8 +174,12 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     weights = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-    meta = {"arch": arch, "labels": {g: list(v) for g, v in GROUPS.items()},
-            "preprocess": config.to_dict(), **(extra or {})}
+    meta = {
+        "arch": arch,
+        "labels": {g: list(v) for g, v in GROUPS.items()},
+        "preprocess": config.to_dict(),
+        **(extra or {}),
+    }
     with atomic.temporary_path(path) as tmp:
         save_file(weights, str(tmp), metadata={CHECKPOINT_KEY: json.dumps(meta)})
 
@@ -187,8 +204,11 @@ def checkpoint_metadata(path: str | Path) -> dict[str, Any]:
     missing = [key for key in ("arch", "labels", "preprocess") if key not in meta]
     if missing:
         raise ModelError(path, f"miffi metadata lacks {', '.join(missing)}")
-    if not isinstance(meta["arch"], str) or not isinstance(meta["labels"], dict) \
-            or not isinstance(meta["preprocess"], dict):
+    if (
+        not isinstance(meta["arch"], str)
+        or not isinstance(meta["labels"], dict)
+        or not isinstance(meta["preprocess"], dict)
+    ):
         raise ModelError(path, "miffi metadata has an arch, labels or preprocess entry of the wrong type")
     return meta
 

@@ -20,10 +20,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from miffi.errors import SettingError
 from miffi.labels import LABELS
 from miffi.preprocess.config import reject_unknown_fields
 
@@ -59,24 +61,39 @@ class WeightFreeThresholds:
             except (TypeError, ValueError):
                 numbers[key] = math.nan
             if isinstance(value, bool) or not math.isfinite(numbers[key]):
-                raise ValueError(f"threshold {key}: {value!r} is not a finite number")
+                raise SettingError(f"threshold {key}: {value!r} is not a finite number")
         return cls(**numbers)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> WeightFreeThresholds:
+        """The thresholds in a YAML file (any subset of the fields; the rest keep their
+        defaults); an unknown key or a value that is not a number names the file."""
+        from miffi.errors import InputError
+        from miffi.textfiles import read_yaml_mapping
+
+        try:
+            return cls.from_mapping(read_yaml_mapping(path, "weight-free thresholds file"))
+        except (ValueError, TypeError) as exc:
+            raise InputError(path, str(exc)) from None
 
 
 def square_probabilities(m: Mapping[str, float], t: WeightFreeThresholds) -> np.ndarray:
     """The 11 label probabilities (model output order) for one square's metrics."""
     contaminated = _step(m["dark_fraction"], t.contamination_dark_fraction, 0.02)
-    drifted = max(_step(m["anisotropy"], t.drift_anisotropy, 0.04),
-                  _step(-m["flatness"], -t.empty_flatness, 0.1),
-                  _step(m["bright_fraction"], t.crack_bright_fraction, 0.005))
+    drifted = max(
+        _step(m["anisotropy"], t.drift_anisotropy, 0.04),
+        _step(-m["flatness"], -t.empty_flatness, 0.1),
+        _step(m["bright_fraction"], t.crack_bright_fraction, 0.005),
+    )
     major = _step(m["ice_peak"], t.crystal_major_peak, 0.05)
     minor = _step(m["ice_peak"], t.crystal_minor_peak, 0.04) * (1 - major)
     full_film = _step(m["flatness"], t.film_flatness, 0.4) * (1 - contaminated)
     edge = _step(m["two_region"], t.film_edge_separation, 0.3) * (1 - full_film)
     small = _step(-m["dark_region_fraction"], -t.film_minor_coverage, 0.03)
     film = [(1 - edge) * (1 - full_film), edge * small, edge * (1 - small), full_film]
-    return np.asarray([*film, 1 - drifted, drifted, 1 - minor - major, minor, major,
-                       1 - contaminated, contaminated], dtype=np.float64)
+    return np.asarray(
+        [*film, 1 - drifted, drifted, 1 - minor - major, minor, major, 1 - contaminated, contaminated], dtype=np.float64
+    )
 
 
 def predict_metrics(

@@ -64,9 +64,11 @@ def _good_flag(value: object, source: str, row: str) -> bool:
         return True
     if text in BAD_WORDS or text.startswith("bad"):
         return False
-    raise MiffiError(f"{source}: micrograph {row!r}: label {value!r} is neither good nor bad "
-                     f"(use one of {', '.join(sorted(GOOD_WORDS))} / {', '.join(sorted(BAD_WORDS))}, "
-                     "or a Miffi category such as bad_film)")
+    raise MiffiError(
+        f"{source}: micrograph {row!r}: label {value!r} is neither good nor bad "
+        f"(use one of {', '.join(sorted(GOOD_WORDS))} / {', '.join(sorted(BAD_WORDS))}, "
+        "or a Miffi category such as bad_film)"
+    )
 
 
 def _validate_group(values: pd.Series, group: str, names: pd.Series, source: str) -> None:
@@ -74,8 +76,10 @@ def _validate_group(values: pd.Series, group: str, names: pd.Series, source: str
     wrong = ~values.isin(allowed)
     if wrong.any():
         first = wrong.idxmax()
-        raise MiffiError(f"{source}: micrograph {names[first]!r}: {group} label {values[first]!r} is not a "
-                         f"{group} label; allowed: {', '.join(allowed)} ({int(wrong.sum())} such rows)")
+        raise MiffiError(
+            f"{source}: micrograph {names[first]!r}: {group} label {values[first]!r} is not a "
+            f"{group} label; allowed: {', '.join(allowed)} ({int(wrong.sum())} such rows)"
+        )
 
 
 def label_table(frame: pd.DataFrame, source: str, good_column: str | None = None) -> pd.DataFrame:
@@ -87,8 +91,10 @@ def label_table(frame: pd.DataFrame, source: str, good_column: str | None = None
     columns = [str(c) for c in frame.columns]
     name_column = _find_column(columns, NAME_ALIASES)
     if name_column is None:
-        raise MiffiError(f"{source}: no micrograph name column (looked for {', '.join(NAME_ALIASES)}, "
-                         f"rlnMicrographName); columns: {', '.join(columns)}")
+        raise MiffiError(
+            f"{source}: no micrograph name column (looked for {', '.join(NAME_ALIASES)}, "
+            f"rlnMicrographName); columns: {', '.join(columns)}"
+        )
     names = frame[name_column].astype(str).reset_index(drop=True)
     out = pd.DataFrame({"micrograph": names, "key": names.map(name_key)})
     if good_column is not None:
@@ -100,8 +106,10 @@ def label_table(frame: pd.DataFrame, source: str, good_column: str | None = None
         found = {group: _find_column(columns, aliases) for group, aliases in GROUP_ALIASES.items()}
         missing = [group for group, column in found.items() if column is None]
         if missing:
-            raise MiffiError(f"{source}: no column for {', '.join(missing)} (columns: {', '.join(columns)}); "
-                             "give the four groups, or name a good/bad column with --label-column")
+            raise MiffiError(
+                f"{source}: no column for {', '.join(missing)} (columns: {', '.join(columns)}); "
+                "give the four groups, or name a good/bad column with --label-column"
+            )
         for group, column in found.items():
             values = frame[column].astype(str).str.strip().reset_index(drop=True)
             _validate_group(values, group, names, source)
@@ -145,10 +153,16 @@ def read_miffi_pickle(path: str | Path) -> pd.DataFrame:
         raise MiffiError(f"{path}: expected a dict of micrograph → labels, found {type(data).__name__}")
     rows = []
     for name, labels in data.items():
-        if not isinstance(name, str) or not isinstance(labels, list) or len(labels) != len(GROUPS) \
-                or not all(isinstance(label, str) for label in labels):
-            raise MiffiError(f"{path}: entry {name!r}: expected a file name and a list of four label "
-                             f"strings ({', '.join(GROUPS)}), found {labels!r}")
+        if (
+            not isinstance(name, str)
+            or not isinstance(labels, list)
+            or len(labels) != len(GROUPS)
+            or not all(isinstance(label, str) for label in labels)
+        ):
+            raise MiffiError(
+                f"{path}: entry {name!r}: expected a file name and a list of four label "
+                f"strings ({', '.join(GROUPS)}), found {labels!r}"
+            )
         rows.append([name, *labels])
     return label_table(pd.DataFrame(rows, columns=["micrograph", *GROUPS]), str(path))
 

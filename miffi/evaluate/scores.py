@@ -40,8 +40,12 @@ class Counts:
     @classmethod
     def of(cls, truth_good: Sequence[bool], predicted_good: Sequence[bool]) -> Counts:
         truth, predicted = np.asarray(truth_good, bool), np.asarray(predicted_good, bool)
-        return cls(tp=int((truth & predicted).sum()), fp=int((~truth & predicted).sum()),
-                   tn=int((~truth & ~predicted).sum()), fn=int((truth & ~predicted).sum()))
+        return cls(
+            tp=int((truth & predicted).sum()),
+            fp=int((~truth & predicted).sum()),
+            tn=int((~truth & ~predicted).sum()),
+            fn=int((truth & ~predicted).sum()),
+        )
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(self.tp + other.tp, self.fp + other.fp, self.tn + other.tn, self.fn + other.fn)
@@ -52,13 +56,19 @@ class Counts:
 
     def metrics(self) -> dict[str, float]:
         """accuracy, precision (of good), recall (of good), specificity, F1; NaN when undefined."""
+
         def ratio(a: int, b: int) -> float:
             return a / b if b else float("nan")
 
         precision, recall = ratio(self.tp, self.tp + self.fp), ratio(self.tp, self.tp + self.fn)
         f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else float("nan")
-        return {"accuracy": ratio(self.tp + self.tn, self.n), "precision": precision, "recall": recall,
-                "specificity": ratio(self.tn, self.tn + self.fp), "f1": f1}
+        return {
+            "accuracy": ratio(self.tp + self.tn, self.n),
+            "precision": precision,
+            "recall": recall,
+            "specificity": ratio(self.tn, self.tn + self.fp),
+            "f1": f1,
+        }
 
 
 def confusion(truth: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> np.ndarray:
@@ -88,14 +98,21 @@ class MethodScore:
             good = np.array([label in GOOD[group] for label in GROUPS[group]])
             total = matrix.sum()
             good_bad = matrix[np.ix_(good, good)].sum() + matrix[np.ix_(~good, ~good)].sum()
-            out[group] = {"accuracy": np.trace(matrix) / total if total else float("nan"),
-                          "good_bad_accuracy": good_bad / total if total else float("nan")}
+            out[group] = {
+                "accuracy": np.trace(matrix) / total if total else float("nan"),
+                "good_bad_accuracy": good_bad / total if total else float("nan"),
+            }
         return out
 
     def to_dict(self) -> dict:
-        return {"counts": vars(self.counts) | {"n": self.counts.n}, "metrics": self.counts.metrics(),
-                "groups": {g: s | {"labels": list(GROUPS[g]), "confusion": self.confusions[g].tolist()}
-                           for g, s in self.group_scores().items()}}
+        return {
+            "counts": vars(self.counts) | {"n": self.counts.n},
+            "metrics": self.counts.metrics(),
+            "groups": {
+                g: s | {"labels": list(GROUPS[g]), "confusion": self.confusions[g].tolist()}
+                for g, s in self.group_scores().items()
+            },
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping) -> MethodScore:
@@ -118,7 +135,9 @@ def method_predictions(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
         methods[name] = frame.reset_index(drop=True)
     if "ctf_baseline" in usable and usable["ctf_baseline"].notna().any():
         frame = usable[["micrograph", "ctf_baseline"]].dropna()
-        methods[CTF_BASELINE] = pd.DataFrame({"micrograph": frame["micrograph"], "good": frame["ctf_baseline"] == "good"})
+        methods[CTF_BASELINE] = pd.DataFrame(
+            {"micrograph": frame["micrograph"], "good": frame["ctf_baseline"] == "good"}
+        )
     return methods
 
 
@@ -144,10 +163,15 @@ class Evaluation:
     failed: list[str]
 
     def to_dict(self) -> dict:
-        return {"dataset": self.dataset, "labelled": len(self.matched) + len(self.failed),
-                "evaluated": len(self.matched), "failed": self.failed,
-                "unmatched_results": self.unmatched_results, "unmatched_labels": self.unmatched_labels,
-                "methods": {name: s.to_dict() for name, s in self.scores.items()}}
+        return {
+            "dataset": self.dataset,
+            "labelled": len(self.matched) + len(self.failed),
+            "evaluated": len(self.matched),
+            "failed": self.failed,
+            "unmatched_results": self.unmatched_results,
+            "unmatched_labels": self.unmatched_labels,
+            "methods": {name: s.to_dict() for name, s in self.scores.items()},
+        }
 
 
 def evaluate(results: Sequence[pd.DataFrame], labels: pd.DataFrame, dataset: str = "dataset") -> Evaluation:
@@ -156,9 +180,11 @@ def evaluate(results: Sequence[pd.DataFrame], labels: pd.DataFrame, dataset: str
         raise MiffiError("evaluate: no results tables given")
     joined, unmatched_results, unmatched_labels = match_labels(results[0], labels)
     if joined.empty:
-        raise MiffiError(f"{dataset}: no result matches a labelled micrograph "
-                         f"(results e.g. {results[0]['micrograph'].head(3).tolist()}, "
-                         f"labels e.g. {labels['micrograph'].head(3).tolist()})")
+        raise MiffiError(
+            f"{dataset}: no result matches a labelled micrograph "
+            f"(results e.g. {results[0]['micrograph'].head(3).tolist()}, "
+            f"labels e.g. {labels['micrograph'].head(3).tolist()})"
+        )
     failed_mask = joined["status"] == "failed" if "status" in joined else pd.Series(False, index=joined.index)
     truth = joined.loc[~failed_mask, ["micrograph", *[c for c in joined if c.startswith("true_")]]]
     per_table = [method_predictions(table) for table in results]
@@ -170,8 +196,14 @@ def evaluate(results: Sequence[pd.DataFrame], labels: pd.DataFrame, dataset: str
     for name, predictions in per_table[0].items():
         renamed = {c: f"{name}:{c}" for c in predictions.columns if c != "micrograph"}
         matched = matched.merge(predictions.rename(columns=renamed), on="micrograph", how="left")
-    return Evaluation(dataset, matched.reset_index(drop=True), scores, unmatched_results, unmatched_labels,
-                      joined.loc[failed_mask, "micrograph"].tolist())
+    return Evaluation(
+        dataset,
+        matched.reset_index(drop=True),
+        scores,
+        unmatched_results,
+        unmatched_labels,
+        joined.loc[failed_mask, "micrograph"].tolist(),
+    )
 
 
 def summary_table(evaluations: Mapping[str, Mapping]) -> pd.DataFrame:
@@ -189,8 +221,16 @@ def summary_table(evaluations: Mapping[str, Mapping]) -> pd.DataFrame:
 
 def _summary_row(dataset: str, method: str, method_score: MethodScore) -> dict:
     counts = method_score.counts
-    row = {"dataset": dataset, "method": method, "n": counts.n, "TP": counts.tp, "FP": counts.fp,
-           "TN": counts.tn, "FN": counts.fn, **counts.metrics()}
+    row = {
+        "dataset": dataset,
+        "method": method,
+        "n": counts.n,
+        "TP": counts.tp,
+        "FP": counts.fp,
+        "TN": counts.tn,
+        "FN": counts.fn,
+        **counts.metrics(),
+    }
     group_scores = method_score.group_scores()
     for group in GROUPS:
         scores = group_scores.get(group, {})

@@ -24,6 +24,7 @@ import pandas as pd
 
 from miffi import atomic
 from miffi.classify.combine import CATEGORIES, SINGLE_BAD
+from miffi.errors import SettingError
 from miffi.export.cryosparc import VERSION, ExposureSource, exposures, write_cryosparc
 from miffi.export.microscope import Microscope, complete, unknown
 from miffi.export.relion import StarSource, optics_groups, write_relion
@@ -40,7 +41,7 @@ def _choose(values: str | Sequence[str], what: str, known: Sequence[str], choice
     unknown = [name for name in names if name not in known]
     if unknown or not names:
         given = f"unknown {what} {', '.join(map(repr, unknown))}" if unknown else f"no {what} given"
-        raise ValueError(f"{given}; choose from {choices or ', '.join(known)}")
+        raise SettingError(f"{given}; choose from {choices or ', '.join(known)}")
     return list(dict.fromkeys(names))
 
 
@@ -60,8 +61,9 @@ def export_names(split_confidence: bool = False) -> list[str]:
 def check_categories(categories: str | Sequence[str], split_confidence: bool = False) -> list[str]:
     """Collections to export, e.g. ``good,bad_single``, each one :func:`export` can write."""
     halves = f"<name>_high_conf and <name>_low_conf for <name> {', '.join(CONFIDENCE_SPLIT)}"
-    choices = ", ".join(export_names()) + (f"; {halves}" if split_confidence else
-                                           f" (with --split-confidence also {halves})")
+    choices = ", ".join(export_names()) + (
+        f"; {halves}" if split_confidence else f" (with --split-confidence also {halves})"
+    )
     return _choose(categories, "category", export_names(split_confidence), choices)
 
 
@@ -90,12 +92,15 @@ def _sources(usable: pd.DataFrame, formats: Sequence[str]) -> tuple[StarSource |
     star = _single_source(usable, {".star"})
     cs = _single_source(usable, {".cs", ".csg"})
     wanted = {"relion", "cryosparc"} & set(formats)
-    return (StarSource.read(Path(star)) if star and wanted else None,
-            ExposureSource.read(Path(cs)) if cs and wanted else None)
+    return (
+        StarSource.read(Path(star)) if star and wanted else None,
+        ExposureSource.read(Path(cs)) if cs and wanted else None,
+    )
 
 
-def _facts(usable: pd.DataFrame, star: StarSource | None, exposures: ExposureSource | None,
-           microscope: Microscope) -> pd.DataFrame:
+def _facts(
+    usable: pd.DataFrame, star: StarSource | None, exposures: ExposureSource | None, microscope: Microscope
+) -> pd.DataFrame:
     """Optics and CTF facts of the usable micrographs (index aligned with ``usable``)."""
     source = star or exposures
     facts = source.facts(usable) if source is not None else unknown(len(usable))
@@ -155,11 +160,13 @@ def export(
     groups = optics_groups(usable, facts) if facts is not None else None
     for name, rows in named.items():
         if "relion" in formats:
-            write_relion(rows, star, facts.loc[rows.index], groups.loc[rows.index],
-                         outdir / "relion" / f"{name}.star")
+            write_relion(rows, star, facts.loc[rows.index], groups.loc[rows.index], outdir / "relion" / f"{name}.star")
         if "cryosparc" in formats:
-            dataset = cs.dataset.take(rows["input_row"].to_numpy()) if cs is not None else \
-                exposures(rows, facts.loc[rows.index], groups.loc[rows.index], cryosparc_project_dir)
+            dataset = (
+                cs.dataset.take(rows["input_row"].to_numpy())
+                if cs is not None
+                else exposures(rows, facts.loc[rows.index], groups.loc[rows.index], cryosparc_project_dir)
+            )
             write_cryosparc(dataset, cs.version if cs is not None else VERSION, outdir / "cryosparc" / f"{name}.cs")
         if "lists" in formats:
             write_list(rows, outdir / "lists" / f"{name}.txt")

@@ -24,7 +24,7 @@ from cryosparc.dataset import Dataset
 
 from miffi import atomic
 from miffi.export.microscope import from_cryosparc
-from miffi.intake.cryosparc import csg_metafiles, load_dataset
+from miffi.intake.cryosparc import load_dataset, load_group
 from miffi.mrc import read_header
 from miffi.textfiles import read_yaml_mapping
 
@@ -32,17 +32,41 @@ from miffi.textfiles import read_yaml_mapping
 #: release that the installed cryosparc-tools matches.
 VERSION = f"v{cryosparc.__version__}"
 
-BLOB_FIELDS = [("micrograph_blob/path", "O"), ("micrograph_blob/idx", "<u4"), ("micrograph_blob/shape", "<u4", (2,)),
-               ("micrograph_blob/psize_A", "<f4"), ("micrograph_blob/format", "O"),
-               ("micrograph_blob/is_background_subtracted", "<u4"), ("micrograph_blob/vmin", "<f4"),
-               ("micrograph_blob/vmax", "<f4"), ("micrograph_blob/import_sig", "<u8")]
-MSCOPE_FIELDS = [("mscope_params/accel_kv", "<f4"), ("mscope_params/cs_mm", "<f4"),
-                 ("mscope_params/exp_group_id", "<u4")]
-CTF_FIELDS = [("ctf/type", "O"), ("ctf/exp_group_id", "<u4"), ("ctf/accel_kv", "<f4"), ("ctf/cs_mm", "<f4"),
-              ("ctf/amp_contrast", "<f4"), ("ctf/df1_A", "<f4"), ("ctf/df2_A", "<f4"), ("ctf/df_angle_rad", "<f4"),
-              ("ctf/phase_shift_rad", "<f4"), ("ctf/scale", "<f4"), ("ctf/scale_const", "<f4"),
-              ("ctf/shift_A", "<f4", (2,)), ("ctf/tilt_A", "<f4", (2,)), ("ctf/trefoil_A", "<f4", (2,)),
-              ("ctf/tetra_A", "<f4", (4,)), ("ctf/anisomag", "<f4", (4,)), ("ctf/bfactor", "<f4")]
+BLOB_FIELDS = [
+    ("micrograph_blob/path", "O"),
+    ("micrograph_blob/idx", "<u4"),
+    ("micrograph_blob/shape", "<u4", (2,)),
+    ("micrograph_blob/psize_A", "<f4"),
+    ("micrograph_blob/format", "O"),
+    ("micrograph_blob/is_background_subtracted", "<u4"),
+    ("micrograph_blob/vmin", "<f4"),
+    ("micrograph_blob/vmax", "<f4"),
+    ("micrograph_blob/import_sig", "<u8"),
+]
+MSCOPE_FIELDS = [
+    ("mscope_params/accel_kv", "<f4"),
+    ("mscope_params/cs_mm", "<f4"),
+    ("mscope_params/exp_group_id", "<u4"),
+]
+CTF_FIELDS = [
+    ("ctf/type", "O"),
+    ("ctf/exp_group_id", "<u4"),
+    ("ctf/accel_kv", "<f4"),
+    ("ctf/cs_mm", "<f4"),
+    ("ctf/amp_contrast", "<f4"),
+    ("ctf/df1_A", "<f4"),
+    ("ctf/df2_A", "<f4"),
+    ("ctf/df_angle_rad", "<f4"),
+    ("ctf/phase_shift_rad", "<f4"),
+    ("ctf/scale", "<f4"),
+    ("ctf/scale_const", "<f4"),
+    ("ctf/shift_A", "<f4", (2,)),
+    ("ctf/tilt_A", "<f4", (2,)),
+    ("ctf/trefoil_A", "<f4", (2,)),
+    ("ctf/tetra_A", "<f4", (4,)),
+    ("ctf/anisomag", "<f4", (4,)),
+    ("ctf/bfactor", "<f4"),
+]
 
 
 def import_signature(path: str) -> int:
@@ -62,7 +86,7 @@ class ExposureSource:
     def read(cls, path: Path) -> ExposureSource:
         if path.suffix.lower() != ".csg":
             return cls(load_dataset(path), VERSION)
-        dataset = Dataset.innerjoin_many(*[load_dataset(p, path) for p in csg_metafiles(path)])
+        dataset = load_group(path)
         version = read_yaml_mapping(path, "cryoSPARC .csg file").get("version")
         return cls(dataset, str(version) if version else VERSION)
 
@@ -108,10 +132,16 @@ def write_cryosparc(dataset: Dataset, version: str, cs_path: Path) -> None:
     prefixes = sorted({field.split("/")[0] for field in dataset.fields() if "/" in field})
     group = {
         "created": pd.Timestamp.now().isoformat(),
-        "group": {"name": cs_path.stem, "title": cs_path.stem.replace("_", " "), "type": "exposure",
-                  "description": f"miffi: {cs_path.stem} micrographs"},
-        "results": {prefix: {"metafile": f">{cs_path.name}", "num_items": len(dataset),
-                             "type": f"exposure.{prefix}"} for prefix in prefixes},
+        "group": {
+            "name": cs_path.stem,
+            "title": cs_path.stem.replace("_", " "),
+            "type": "exposure",
+            "description": f"miffi: {cs_path.stem} micrographs",
+        },
+        "results": {
+            prefix: {"metafile": f">{cs_path.name}", "num_items": len(dataset), "type": f"exposure.{prefix}"}
+            for prefix in prefixes
+        },
         "version": version,
     }
     atomic.write_text(cs_path.with_suffix(".csg"), yaml.safe_dump(group, sort_keys=False))

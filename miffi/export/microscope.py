@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from miffi.errors import SettingError
 from miffi.intake.relion import optics_lookup
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,17 @@ OPTICS = ("voltage", "cs", "amplitude_contrast")
 #: Per-micrograph CTF fit: Å, Å, degrees, degrees, Å, CTFFIND's figure of merit.
 CTF = ("defocus_u", "defocus_v", "defocus_angle", "phase_shift", "ctf_max_resolution", "ctf_figure_of_merit")
 #: The RELION label of each column.
-STAR_LABELS = {"voltage": "rlnVoltage", "cs": "rlnSphericalAberration", "amplitude_contrast": "rlnAmplitudeContrast",
-               "defocus_u": "rlnDefocusU", "defocus_v": "rlnDefocusV", "defocus_angle": "rlnDefocusAngle",
-               "phase_shift": "rlnPhaseShift", "ctf_max_resolution": "rlnCtfMaxResolution",
-               "ctf_figure_of_merit": "rlnCtfFigureOfMerit"}
+STAR_LABELS = {
+    "voltage": "rlnVoltage",
+    "cs": "rlnSphericalAberration",
+    "amplitude_contrast": "rlnAmplitudeContrast",
+    "defocus_u": "rlnDefocusU",
+    "defocus_v": "rlnDefocusV",
+    "defocus_angle": "rlnDefocusAngle",
+    "phase_shift": "rlnPhaseShift",
+    "ctf_max_resolution": "rlnCtfMaxResolution",
+    "ctf_figure_of_merit": "rlnCtfFigureOfMerit",
+}
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,7 @@ class Microscope:
         for name, value in zip(OPTICS, astuple(self)):
             low, high = limits[name]
             if value is not None and not (math.isfinite(value) and low <= value <= high):
-                raise ValueError(f"{name.replace('_', ' ')} {value} is outside {low:g}..{high:g}")
+                raise SettingError(f"{name.replace('_', ' ')} {value} is outside {low:g}..{high:g}")
 
 
 #: What is written where neither the input nor the user says: a 300 kV Krios, 2.7 mm, 10 %.
@@ -78,9 +86,14 @@ def from_cryosparc(dataset) -> pd.DataFrame:
     """Facts of cryoSPARC exposures (a ``cryosparc.dataset.Dataset``). Zero defoci are
     exposures without a CTF fit (cryoSPARC allocates the fields as zeros)."""
     facts = unknown(len(dataset))
-    sources = {"voltage": ("ctf/accel_kv", "mscope_params/accel_kv"), "cs": ("ctf/cs_mm", "mscope_params/cs_mm"),
-               "amplitude_contrast": ("ctf/amp_contrast",), "defocus_u": ("ctf/df1_A",),
-               "defocus_v": ("ctf/df2_A",), "ctf_max_resolution": ("ctf_stats/ctf_fit_to_A",)}
+    sources = {
+        "voltage": ("ctf/accel_kv", "mscope_params/accel_kv"),
+        "cs": ("ctf/cs_mm", "mscope_params/cs_mm"),
+        "amplitude_contrast": ("ctf/amp_contrast",),
+        "defocus_u": ("ctf/df1_A",),
+        "defocus_v": ("ctf/df2_A",),
+        "ctf_max_resolution": ("ctf_stats/ctf_fit_to_A",),
+    }
     for name, candidates in sources.items():
         for candidate in candidates:
             values = _field(dataset, candidate)
@@ -110,14 +123,21 @@ def complete(facts: pd.DataFrame, user: Microscope) -> pd.DataFrame:
         option = "--" + name.replace("_", "-")
         known = facts[name].dropna()
         if given is not None and len(known) and not np.allclose(known, given):
-            log.warning("%s %g ignored where the input says %s", option, given,
-                        ", ".join(f"{v:g}" for v in sorted(known.unique())))
+            log.warning(
+                "%s %g ignored where the input says %s",
+                option,
+                given,
+                ", ".join(f"{v:g}" for v in sorted(known.unique())),
+            )
         if facts[name].isna().any():
             if given is None:
                 given = getattr(DEFAULTS, name)
                 defaulted.append(f"{option} {given:g} {UNITS[name]}".rstrip())
             facts[name] = facts[name].fillna(given)
     if defaulted:
-        log.warning("the input does not state the microscope's optics; the exports say %s (the defaults: "
-                    "give these options if they are wrong)", ", ".join(defaulted))
+        log.warning(
+            "the input does not state the microscope's optics; the exports say %s (the defaults: "
+            "give these options if they are wrong)",
+            ", ".join(defaulted),
+        )
     return facts

@@ -57,9 +57,13 @@ class StarSource:
 def optics_groups(rows: pd.DataFrame, facts: pd.DataFrame) -> pd.Series:
     """Optics group numbers (1, 2, ...): one per distinct input optics group, pixel size,
     voltage, Cs and amplitude contrast, numbered in order of appearance."""
-    key = pd.DataFrame({"group": rows["optics_group"].astype("string").fillna("").to_numpy(),
-                        "pixel_size": rows["pixel_size"].fillna(0.0).round(6).to_numpy(),
-                        **{name: facts[name].round(6).to_numpy() for name in OPTICS}})
+    key = pd.DataFrame(
+        {
+            "group": rows["optics_group"].astype("string").fillna("").to_numpy(),
+            "pixel_size": rows["pixel_size"].fillna(0.0).round(6).to_numpy(),
+            **{name: facts[name].round(6).to_numpy() for name in OPTICS},
+        }
+    )
     numbers = key.groupby(list(key.columns), sort=False, dropna=False).ngroup() + 1
     return pd.Series(numbers.to_numpy(), index=rows.index)
 
@@ -67,13 +71,15 @@ def optics_groups(rows: pd.DataFrame, facts: pd.DataFrame) -> pd.Series:
 def micrographs_star(rows: pd.DataFrame, facts: pd.DataFrame, groups: pd.Series) -> dict[str, pd.DataFrame]:
     """A RELION 3.1 micrographs star (optics + micrographs blocks) for non-star inputs."""
     first = ~groups.duplicated()
-    optics = pd.DataFrame({
-        "rlnOpticsGroupName": [f"opticsGroup{g}" for g in groups[first]],
-        "rlnOpticsGroup": groups[first].to_numpy(),
-        "rlnMicrographOriginalPixelSize": rows.loc[first, "pixel_size"].fillna(0.0).to_numpy(),
-        **{STAR_LABELS[name]: facts.loc[first, name].to_numpy() for name in OPTICS},
-        "rlnMicrographPixelSize": rows.loc[first, "pixel_size"].fillna(0.0).to_numpy(),
-    }).sort_values("rlnOpticsGroup")
+    optics = pd.DataFrame(
+        {
+            "rlnOpticsGroupName": [f"opticsGroup{g}" for g in groups[first]],
+            "rlnOpticsGroup": groups[first].to_numpy(),
+            "rlnMicrographOriginalPixelSize": rows.loc[first, "pixel_size"].fillna(0.0).to_numpy(),
+            **{STAR_LABELS[name]: facts.loc[first, name].to_numpy() for name in OPTICS},
+            "rlnMicrographPixelSize": rows.loc[first, "pixel_size"].fillna(0.0).to_numpy(),
+        }
+    ).sort_values("rlnOpticsGroup")
     micrographs = pd.DataFrame({NAME: rows["path"].to_numpy(), "rlnOpticsGroup": groups.to_numpy()})
     ctf = facts[list(CTF)].copy()
     ctf.insert(2, "astigmatism", (ctf["defocus_u"] - ctf["defocus_v"]).abs())
@@ -84,8 +90,9 @@ def micrographs_star(rows: pd.DataFrame, facts: pd.DataFrame, groups: pd.Series)
     return {"optics": optics.reset_index(drop=True), "micrographs": micrographs}
 
 
-def write_relion(rows: pd.DataFrame, source: StarSource | None, facts: pd.DataFrame, groups: pd.Series,
-                 path: Path) -> None:
+def write_relion(
+    rows: pd.DataFrame, source: StarSource | None, facts: pd.DataFrame, groups: pd.Series, path: Path
+) -> None:
     """``path``: the collection ``rows`` (``facts`` and ``groups`` aligned with them)."""
     blocks = source.subset(rows) if source is not None else micrographs_star(rows, facts, groups)
     with atomic.temporary_path(path) as tmp:

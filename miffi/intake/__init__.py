@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from miffi.errors import InputError, MicrographError
+from miffi.errors import InputError, MicrographError, MiffiError
 from miffi.intake.cryosparc import read_cs, read_csg
 from miffi.intake.files import expand_glob, is_glob, read_directory, read_list, single_file
 from miffi.intake.relion import read_relion
@@ -44,8 +44,18 @@ TABLE_READERS = {".star": read_relion, ".cs": read_cs, ".csg": read_csg}
 ROOT_SEARCH_DEPTH = 4
 #: Our own micrograph tables (``miffi intake``) end with this and are read back as they are.
 TABLE_SUFFIX = ".micrographs.tsv"
-TABLE_COLUMNS = ["micrograph", "path", "pixel_size", "pixel_size_source", "optics_group", "height", "width",
-                 "input", "input_row", "input_block"]
+TABLE_COLUMNS = [
+    "micrograph",
+    "path",
+    "pixel_size",
+    "pixel_size_source",
+    "optics_group",
+    "height",
+    "width",
+    "input",
+    "input_row",
+    "input_block",
+]
 
 
 def _candidate_roots(source: Path) -> list[Path]:
@@ -117,8 +127,11 @@ def check_inside(paths: Sequence[str], root: Path, source: Path) -> None:
     for number, raw in enumerate(paths, start=1):
         full = os.path.normpath(os.path.join(base, raw))
         if os.path.commonpath([base, full]) != base:
-            raise InputError(source, f"row {number}: {raw!r} lies outside the project directory {base}; "
-                                     "give the right --project-dir, or --allow-outside-project if this is meant")
+            raise InputError(
+                source,
+                f"row {number}: {raw!r} lies outside the project directory {base}; "
+                "give the right --project-dir, or --allow-outside-project if this is meant",
+            )
 
 
 def _read_one(text: str, project_dir: Path | None, pattern: str, allow_outside: bool) -> pd.DataFrame:
@@ -172,10 +185,14 @@ def _binned(table: pd.DataFrame, metadata: pd.Series, header: pd.Series) -> pd.S
     binned = original & stated & ((header - metadata).abs() > 0.01 * metadata)
     if binned.any():
         pairs = sorted({(round(m, 4), round(h, 4)) for m, h in zip(metadata[binned], header[binned])})
-        log.warning("%d micrograph(s): the star file gives only the movies' pixel size (%s Å, "
-                    "rlnMicrographOriginalPixelSize) but the MRC headers say %s Å (binned in motion correction?); "
-                    "using the headers' value (give --pixel-size to override)", int(binned.sum()),
-                    "/".join(f"{m:g}" for m, _ in pairs), "/".join(f"{h:g}" for _, h in pairs))
+        log.warning(
+            "%d micrograph(s): the star file gives only the movies' pixel size (%s Å, "
+            "rlnMicrographOriginalPixelSize) but the MRC headers say %s Å (binned in motion correction?); "
+            "using the headers' value (give --pixel-size to override)",
+            int(binned.sum()),
+            "/".join(f"{m:g}" for m, _ in pairs),
+            "/".join(f"{h:g}" for _, h in pairs),
+        )
     return binned
 
 
@@ -219,17 +236,28 @@ def check_pixel_sizes(table: pd.DataFrame) -> None:
     source = table["pixel_size_source"]
     unset = table.loc[source == "header_default", "path"]
     if len(unset):
-        log.warning("%d micrograph(s) use pixel size %.1f Å from the MRC header, which is the value of an unset "
-                    "header (%s); give --pixel-size if that is wrong", len(unset), UNSET_PIXEL_SIZE, _named(unset))
+        log.warning(
+            "%d micrograph(s) use pixel size %.1f Å from the MRC header, which is the value of an unset "
+            "header (%s); give --pixel-size if that is wrong",
+            len(unset),
+            UNSET_PIXEL_SIZE,
+            _named(unset),
+        )
     readable = table.get("header_pixel_size", pd.Series(np.nan, index=table.index)).notna()
     missing = table.loc[(source == "none") & readable, "path"]
     if len(missing) and len(missing) == readable.sum():
         which = f"none of the {len(missing)} micrographs has a" if len(missing) > 1 else "the micrograph has no"
-        raise InputError("--pixel-size", f"needed: {which} pixel size in its MRC header (which holds 0) or in "
-                                         f"metadata ({_named(missing)})")
+        raise InputError(
+            "--pixel-size",
+            f"needed: {which} pixel size in its MRC header (which holds 0) or in metadata ({_named(missing)})",
+        )
     if len(missing):
-        log.warning("%d micrograph(s) have no pixel size in the MRC header (0) or the metadata and will be "
-                    "recorded as failed (%s); give --pixel-size", len(missing), _named(missing))
+        log.warning(
+            "%d micrograph(s) have no pixel size in the MRC header (0) or the metadata and will be "
+            "recorded as failed (%s); give --pixel-size",
+            len(missing),
+            _named(missing),
+        )
 
 
 def chunk_of(micrograph: str, chunks: int) -> int:
@@ -242,6 +270,42 @@ def write_table(table: pd.DataFrame, path: str | Path) -> None:
     from miffi import atomic
 
     atomic.write_text(path, table.to_csv(sep="\t", index=False))
+
+
+def check_table_name(path: str | Path) -> None:
+    """A micrograph table of ours is named ``NAME.micrographs.tsv`` (so inputs can tell it apart)."""
+    if not str(path).endswith(TABLE_SUFFIX):
+        raise MiffiError(f"{path}: the table's name must end with {TABLE_SUFFIX}")
+
+
+def assign_chunks(table: pd.DataFrame, chunks: int) -> pd.DataFrame:
+    """``table`` with a ``chunk`` column (second) of stable chunks by micrograph id
+    (:func:`chunk_of`); a table of ours that had one is re-chunked."""
+    table = table.drop(columns="chunk", errors="ignore")
+    table.insert(1, "chunk", [chunk_of(m, chunks) for m in table["micrograph"]])
+    return table
+
+
+def write_chunks(table: pd.DataFrame, chunks: int, folder: str | Path) -> None:
+    """Write each chunk's rows of ``table`` to ``folder/chunk_N.micrographs.tsv``, rewriting
+    only the files whose content changes (unchanged chunks keep their mtime, so the
+    workflow's later stages of those chunks do not run again)."""
+    from miffi import atomic
+
+    for chunk in range(chunks):
+        path = Path(folder) / f"chunk_{chunk}{TABLE_SUFFIX}"
+        text = table[table["chunk"] == chunk].to_csv(sep="\t", index=False)
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            atomic.write_text(path, text)
+
+
+def select_chunk(table: pd.DataFrame, chunk: int | None) -> pd.DataFrame:
+    """The rows of one chunk of a table written by ``miffi intake --chunks N`` (None: all rows)."""
+    if chunk is None:
+        return table
+    if "chunk" not in table:
+        raise MiffiError("--chunk needs a micrograph table written by miffi intake --chunks N")
+    return table[table["chunk"] == chunk].reset_index(drop=True)
 
 
 #: Columns of a micrograph table that are names, never numbers or missing values.

@@ -24,8 +24,9 @@ def _check_npy_size(path: Path) -> None:
         handle.seek(0)
         try:
             version = np.lib.format.read_magic(handle)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                np.lib.format.read_array_header_2_0
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape, _, dtype = read_header(handle)
         except (ValueError, SyntaxError, TypeError) as exc:
             raise InputError(path, f"damaged .cs header ({exc})") from None
@@ -34,8 +35,11 @@ def _check_npy_size(path: Path) -> None:
     if dtype.hasobject:
         raise InputError(path, "holds Python objects (a .cs file holds plain fields only)")
     if claimed > available:
-        raise InputError(path, f"truncated or damaged: its header claims {shape[0] if shape else 0} rows "
-                               f"({claimed} bytes) but the file holds {available} bytes of data")
+        raise InputError(
+            path,
+            f"truncated or damaged: its header claims {shape[0] if shape else 0} rows "
+            f"({claimed} bytes) but the file holds {available} bytes of data",
+        )
 
 
 def load_dataset(path: Path, referenced_by: Path | None = None) -> Dataset:
@@ -101,11 +105,15 @@ def csg_metafiles(path: Path) -> list[Path]:
     return files
 
 
-def read_csg(path: Path) -> pd.DataFrame:
-    """Exposures of a ``.csg``: its ``.cs`` files joined on ``uid``."""
+def load_group(path: Path) -> Dataset:
+    """The exposures of a ``.csg``: its ``.cs`` files joined on ``uid``."""
     datasets = [load_dataset(cs, path) for cs in csg_metafiles(path)]
     try:
-        merged = Dataset.innerjoin_many(*datasets)
+        return Dataset.innerjoin_many(*datasets)
     except Exception as exc:
         raise InputError(path, f"its .cs files cannot be joined on uid ({exc})") from None
-    return _exposure_table(merged, path)
+
+
+def read_csg(path: Path) -> pd.DataFrame:
+    """Rows of a ``.csg``'s exposures (see :func:`load_group`), like :func:`read_cs`."""
+    return _exposure_table(load_group(path), path)

@@ -57,9 +57,14 @@ def skip_companions(paths: list[Path], source: str) -> list[Path]:
         else:
             kept.append(path)
     if len(kept) < len(paths):
-        log.info("%s: skipped %d RELION companion file(s) of micrographs also found (%d *_PS power spectra, "
-                 "%d *_noDW sums without dose weighting); name them directly or in a list file to use them",
-                 source, len(paths) - len(kept), skipped["_PS"], skipped["_noDW"])
+        log.info(
+            "%s: skipped %d RELION companion file(s) of micrographs also found (%d *_PS power spectra, "
+            "%d *_noDW sums without dose weighting); name them directly or in a list file to use them",
+            source,
+            len(paths) - len(kept),
+            skipped["_PS"],
+            skipped["_noDW"],
+        )
     return kept
 
 

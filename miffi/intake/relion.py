@@ -18,24 +18,38 @@ from miffi.textfiles import clean_copy, read_text
 
 NAME = "rlnMicrographName"
 #: Per-micrograph columns of a particles star: the first particle's value stands for its micrograph.
-MICROGRAPH_COLUMNS = (NAME, "rlnOpticsGroup", "rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle",
-                      "rlnCtfAstigmatism", "rlnCtfMaxResolution", "rlnCtfFigureOfMerit", "rlnPhaseShift",
-                      "rlnCtfImage", "rlnMicrographMetadata", "rlnMicrographPixelSize")
+MICROGRAPH_COLUMNS = (
+    NAME,
+    "rlnOpticsGroup",
+    "rlnDefocusU",
+    "rlnDefocusV",
+    "rlnDefocusAngle",
+    "rlnCtfAstigmatism",
+    "rlnCtfMaxResolution",
+    "rlnCtfFigureOfMerit",
+    "rlnPhaseShift",
+    "rlnCtfImage",
+    "rlnMicrographMetadata",
+    "rlnMicrographPixelSize",
+)
 #: How a star file that holds no micrographs is told apart, and what to give instead.
 NOT_MICROGRAPHS = {
     "rlnMicrographMovieName": "lists movies, not micrographs: motion-correct them first and give the "
-                              "micrographs star (e.g. MotionCorr/jobNNN/corrected_micrographs.star)",
+    "micrographs star (e.g. MotionCorr/jobNNN/corrected_micrographs.star)",
     "rlnMicrographCoordinates": "lists particle coordinate files: give the micrographs star the particles "
-                                "were picked on (e.g. CtfFind/jobNNN/micrographs_ctf.star), or a particles star",
+    "were picked on (e.g. CtfFind/jobNNN/micrographs_ctf.star), or a particles star",
     "rlnCoordinateX": "holds the particle coordinates of one micrograph: give the micrographs star the "
-                      "particles were picked on (e.g. CtfFind/jobNNN/micrographs_ctf.star), or a particles star",
+    "particles were picked on (e.g. CtfFind/jobNNN/micrographs_ctf.star), or a particles star",
 }
 
 
 def _tables(blocks: dict[str, pd.DataFrame | dict]) -> dict[str, pd.DataFrame]:
     """Loop blocks as tables; simple (key-value) blocks as one-row tables."""
-    return {name: block if isinstance(block, pd.DataFrame) else pd.DataFrame([block])
-            for name, block in blocks.items() if isinstance(block, (pd.DataFrame, dict))}
+    return {
+        name: block if isinstance(block, pd.DataFrame) else pd.DataFrame([block])
+        for name, block in blocks.items()
+        if isinstance(block, (pd.DataFrame, dict))
+    }
 
 
 def star_kind(blocks: dict[str, pd.DataFrame | dict], path: Path) -> tuple[str, str]:
@@ -61,8 +75,9 @@ def star_kind(blocks: dict[str, pd.DataFrame | dict], path: Path) -> tuple[str, 
         if having(column):
             raise InputError(path, problem)
     if having("rlnImageName"):
-        raise InputError(path, f"a particles star without a {NAME} column: it does not say which "
-                               "micrographs the particles come from")
+        raise InputError(
+            path, f"a particles star without a {NAME} column: it does not say which micrographs the particles come from"
+        )
     raise InputError(path, f"no data block with a {NAME} column (is this a micrograph star file?)")
 
 
@@ -104,8 +119,9 @@ def optics_lookup(optics: pd.DataFrame | None, groups: pd.Series, column: str, p
     return numbers.map(lookup).to_numpy(dtype=float)
 
 
-def _pixel_sizes(rows: pd.DataFrame, optics: pd.DataFrame | None, kind: str,
-                 path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _pixel_sizes(
+    rows: pd.DataFrame, optics: pd.DataFrame | None, kind: str, path: Path
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-row micrograph pixel size (Å) and whether it is the movies' (unbinned) one.
 
     The row's or its optics group's ``rlnMicrographPixelSize``; else the optics group's
@@ -140,8 +156,10 @@ def _check_loops(text: str, path: Path) -> None:
             if columns and last is not None:
                 fields = len(shlex.split(last[1], comments=False, posix=True))
                 if fields != columns:
-                    raise InputError(path, f"line {last[0]} has {fields} of the loop's {columns} fields "
-                                           "(the file is cut off or damaged)")
+                    raise InputError(
+                        path,
+                        f"line {last[0]} has {fields} of the loop's {columns} fields (the file is cut off or damaged)",
+                    )
             columns, last = 0, None
         elif stripped.startswith("_") and last is None:
             columns += 1

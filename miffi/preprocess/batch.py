@@ -18,7 +18,7 @@ from tqdm import tqdm
 from miffi import atomic
 from miffi.device import available_cores
 from miffi.errors import MicrographError, OutputError
-from miffi.preprocess.cache import STATUS_COLUMNS, TensorCache
+from miffi.preprocess.cache import TensorCache, cached_row, status_frame
 from miffi.preprocess.recipe import LoadedMicrograph, load_squares, preprocess_loaded
 
 log = logging.getLogger(__name__)
@@ -59,11 +59,12 @@ def preprocess_table(
         if meta is None:
             todo.append((micrograph, path, given))
         else:
-            rows[micrograph] = {"status": "cached", "squares": meta["tensor"]["shape"][0],
-                                "pixel_size": meta["pixel_size"], "seconds": 0.0, **meta["metrics"]}
+            rows[micrograph] = cached_row(meta)
 
-    with tqdm(total=len(table), desc="preprocess", unit="mic", disable=not progress) as bar, \
-            ThreadPoolExecutor(max_workers=readers, thread_name_prefix="miffi-read") as reader:
+    with (
+        tqdm(total=len(table), desc="preprocess", unit="mic", disable=not progress) as bar,
+        ThreadPoolExecutor(max_workers=readers, thread_name_prefix="miffi-read") as reader,
+    ):
         bar.update(len(rows))
         pending: deque[tuple[str, str, float | None, Future[LoadedMicrograph]]] = deque()
         queue = iter(todo)
@@ -84,8 +85,12 @@ def preprocess_table(
                 loaded = future.result()
                 result = preprocess_loaded(loaded, cache.config, device)
                 cache.store(micrograph, path, given, result.tensor, loaded.layout, result.square_metrics)
-                rows[micrograph] = {"status": "computed", "squares": loaded.layout.count,
-                                    "pixel_size": loaded.layout.pixel_size, **result.metrics}
+                rows[micrograph] = {
+                    "status": "computed",
+                    "squares": loaded.layout.count,
+                    "pixel_size": loaded.layout.pixel_size,
+                    **result.metrics,
+                }
             except OutputError:  # the cache's folder, not the micrograph: stop the run
                 raise
             except Exception as exc:  # one bad micrograph is recorded, the rest goes on
@@ -97,12 +102,7 @@ def preprocess_table(
             rows[micrograph]["seconds"] = time.perf_counter() - started
             bar.update(1)
 
-    out = pd.DataFrame(
-        [{"micrograph": m, "path": p, **rows[m]} for m, p in zip(table["micrograph"], table["path"])]
-    )
-    out = out.reindex(columns=STATUS_COLUMNS)
-    out["squares"] = out["squares"].astype("Int64")
-    return out
+    return status_frame([{"micrograph": m, "path": p, **rows[m]} for m, p in zip(table["micrograph"], table["path"])])
 
 
 def summarise(status: pd.DataFrame) -> str:
@@ -112,4 +112,3 @@ def summarise(status: pd.DataFrame) -> str:
     computed = status.loc[status["status"] == "computed", "seconds"]
     timing = f"; {computed.median():.3f} s median per computed micrograph" if len(computed) else ""
     return f"{len(status)} micrographs: " + ", ".join(parts) + timing
-

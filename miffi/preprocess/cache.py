@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from miffi import atomic
-from miffi.errors import MiffiError
+from miffi.errors import MiffiError, SettingError
 from miffi.labels import LABELS
 from miffi.mrc import file_fingerprint
 from miffi.preprocess import metrics
@@ -157,8 +157,12 @@ class TensorCache:
             "status": "ok",
             "pixel_size": layout.pixel_size,
             "layout": asdict(layout),
-            "tensor": {"file": self.tensor_path(micrograph).name, "shape": list(tensor.shape), "dtype": "float32",
-                       "stamp": _stamp(written)},
+            "tensor": {
+                "file": self.tensor_path(micrograph).name,
+                "shape": list(tensor.shape),
+                "dtype": "float32",
+                "stamp": _stamp(written),
+            },
             "metrics_version": metrics.VERSION,
             "metrics": metrics.micrograph_metrics(square_metrics),
             "square_metrics": square_metrics,
@@ -188,8 +192,9 @@ class TensorCache:
             if meta is None or meta.get("status") != "ok":
                 raise FileNotFoundError(f"{path}: no valid cache entry")
             if meta.get("config") != self.config.to_dict():
-                raise ValueError(f"{path}: made with preprocessing config {meta.get('config')}, "
-                                 f"expected {self.config.to_dict()}")
+                raise SettingError(
+                    f"{path}: made with preprocessing config {meta.get('config')}, expected {self.config.to_dict()}"
+                )
             made_from = (meta.get("source", {}).get("fingerprint") or {}).get("path")
             if source is not None and made_from != _resolved(source):
                 raise CacheConflict(f"{path}: cache entry was made from {made_from}, not {source} ({SHARED_NAME})")
@@ -203,6 +208,24 @@ class TensorCache:
         raise CacheConflict(f"{path}: cache entry keeps being replaced by another run; try again when it ends")
 
 
+def cached_row(meta: dict[str, Any]) -> dict[str, Any]:
+    """The status row of a usable cache entry (its sidecar ``meta``)."""
+    return {
+        "status": "cached",
+        "squares": meta["tensor"]["shape"][0],
+        "pixel_size": meta["pixel_size"],
+        "seconds": 0.0,
+        **meta["metrics"],
+    }
+
+
+def status_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """A status table (:data:`STATUS_COLUMNS`) from one row per micrograph."""
+    out = pd.DataFrame(rows).reindex(columns=STATUS_COLUMNS)
+    out["squares"] = out["squares"].astype("Int64")
+    return out
+
+
 def cache_status(table: pd.DataFrame, cache: TensorCache) -> pd.DataFrame:
     """What the cache holds for each micrograph of ``table``, as a status table:
     ``cached`` (with its metrics), or ``failed`` with the recorded error (or
@@ -211,19 +234,17 @@ def cache_status(table: pd.DataFrame, cache: TensorCache) -> pd.DataFrame:
     for micrograph, path in zip(table["micrograph"], table["path"]):
         meta = cache.entry(micrograph, path)
         if meta is not None:
-            rows.append({"micrograph": micrograph, "path": path, "status": "cached",
-                         "squares": meta["tensor"]["shape"][0], "pixel_size": meta["pixel_size"],
-                         "seconds": 0.0, **meta["metrics"]})
+            rows.append({"micrograph": micrograph, "path": path, **cached_row(meta)})
             continue
         found = cache.read_sidecar(micrograph) or {}
         error = found.get("error", "not preprocessed")
         if found.get("status") == "ok":
-            error = (f"cache entry {cache.sidecar_path(micrograph)} was made from "
-                     f"{found.get('source', {}).get('path')} ({SHARED_NAME})")
+            error = (
+                f"cache entry {cache.sidecar_path(micrograph)} was made from "
+                f"{found.get('source', {}).get('path')} ({SHARED_NAME})"
+            )
         rows.append({"micrograph": micrograph, "path": path, "status": "failed", "error": error})
-    out = pd.DataFrame(rows).reindex(columns=STATUS_COLUMNS)
-    out["squares"] = out["squares"].astype("Int64")
-    return out
+    return status_frame(rows)
 
 
 def predict_reusing(

@@ -1,27 +1,28 @@
 """The typed preprocessing configuration saved beside every cache and every model.
 
 Two caches or a cache and a model are compatible exactly when their configurations
-are equal; :meth:`PreprocessConfig.digest` gives a short stable key for that.
+are equal.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
+
+from miffi.errors import SettingError
 
 #: Version of the tensor-cache layout; bump it when the files change meaning.
 CACHE_FORMAT = 2
 
 
 def reject_unknown_fields(cls: type, data: dict[str, Any], what: str) -> None:
-    """Raise ``ValueError`` naming any key of ``data`` that is not a field of dataclass ``cls``."""
+    """Raise :class:`~miffi.errors.SettingError` (a ``ValueError``) naming any key of ``data``
+    that is not a field of dataclass ``cls``."""
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"unknown {what} {unknown}; known: {sorted(known)}")
+        raise SettingError(f"unknown {what} {unknown}; known: {sorted(known)}")
 
 
 @dataclass(frozen=True)
@@ -60,15 +61,15 @@ class PreprocessConfig:
 
     def __post_init__(self) -> None:
         if self.recipe != "miffi_v1":
-            raise ValueError(f"preprocessing recipe {self.recipe!r} is unknown (known: 'miffi_v1')")
+            raise SettingError(f"preprocessing recipe {self.recipe!r} is unknown (known: 'miffi_v1')")
         if not self.target_pixel_size > 0:
-            raise ValueError(f"target_pixel_size must be > 0, got {self.target_pixel_size!r}")
+            raise SettingError(f"target_pixel_size must be > 0, got {self.target_pixel_size!r}")
         if self.size < 16:
-            raise ValueError(f"size must be at least 16, got {self.size!r}")
+            raise SettingError(f"size must be at least 16, got {self.size!r}")
         if self.max_squares is not None and self.max_squares < 1:
-            raise ValueError(f"max_squares must be >= 1 or None, got {self.max_squares!r}")
+            raise SettingError(f"max_squares must be >= 1 or None, got {self.max_squares!r}")
         if self.norm_iterations < 0 or not self.norm_nsigma > 0 or not self.clip > 0:
-            raise ValueError("normalisation needs iterations >= 0, nsigma > 0 and clip > 0")
+            raise SettingError("normalisation needs iterations >= 0, nsigma > 0 and clip > 0")
 
     @property
     def channels(self) -> int:
@@ -81,8 +82,3 @@ class PreprocessConfig:
     def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
         reject_unknown_fields(cls, data, "preprocessing setting(s)")
         return cls(**data)
-
-    def digest(self) -> str:
-        """Short hash of the configuration and the cache format."""
-        payload = json.dumps({"format": CACHE_FORMAT, **self.to_dict()}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]

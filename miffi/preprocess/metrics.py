@@ -59,8 +59,14 @@ ANISOTROPY_BAND = (12.0, 40.0)
 ANISOTROPY_SECTORS = 12
 FLAT_LOW, FLAT_HIGH = (20.0, 50.0), (3.1, 3.3)
 SPECTRAL_METRICS = ("water_ring", "ice_peak", "ice_spots", "anisotropy", "anisotropy_angle", "flatness")
-REALSPACE_METRICS = ("dark_fraction", "dark_count", "bright_fraction", "two_region", "dark_region_fraction",
-                     "mean_intensity")
+REALSPACE_METRICS = (
+    "dark_fraction",
+    "dark_count",
+    "bright_fraction",
+    "two_region",
+    "dark_region_fraction",
+    "mean_intensity",
+)
 METRICS = SPECTRAL_METRICS + REALSPACE_METRICS
 
 
@@ -98,8 +104,17 @@ def spectral_bands(rows: int, cols: int, pixel_size: float) -> SpectralBands:
     sector_of = np.minimum((angle[sector] / (180 / ANISOTROPY_SECTORS)).astype(int), ANISOTROPY_SECTORS - 1)
     ice_bins = np.floor(k[ice] / 0.0025).astype(int)
     ice_bins -= ice_bins.min() if ice.size else 0  # no ice band beyond Nyquist (pixel size > 2.8 Å)
-    return SpectralBands(band(WATER_RING_BAND), band(WATER_RING_REFERENCE), ice, ice_bins,
-                         rings, sector, sector_of, band(FLAT_LOW), band(FLAT_HIGH))
+    return SpectralBands(
+        band(WATER_RING_BAND),
+        band(WATER_RING_REFERENCE),
+        ice,
+        ice_bins,
+        rings,
+        sector,
+        sector_of,
+        band(FLAT_LOW),
+        band(FLAT_HIGH),
+    )
 
 
 def spectral_metrics(amplitude: np.ndarray, pixel_size: float) -> dict[str, float]:
@@ -118,7 +133,8 @@ def spectral_metrics(amplitude: np.ndarray, pixel_size: float) -> dict[str, floa
     profile = profile[profile > 0]
     rings = power(bands.ice_rings)
     sectors = np.bincount(bands.sector_of, power(bands.sector), ANISOTROPY_SECTORS) / np.maximum(
-        np.bincount(bands.sector_of, None, ANISOTROPY_SECTORS), 1)
+        np.bincount(bands.sector_of, None, ANISOTROPY_SECTORS), 1
+    )
     return {
         "water_ring": mean(bands.ring) / mean(bands.reference),
         "ice_peak": float(profile.max() / np.median(profile)) if profile.size else math.nan,
@@ -159,8 +175,9 @@ def _block_mean(image: np.ndarray, step: int) -> np.ndarray:
     return torch.nn.functional.avg_pool2d(tensor, step)[0, 0].numpy()
 
 
-def realspace_metrics(image: np.ndarray, pixel_size: float | None, scale: float = 1.0,
-                      offset: float = 0.0) -> dict[str, float]:
+def realspace_metrics(
+    image: np.ndarray, pixel_size: float | None, scale: float = 1.0, offset: float = 0.0
+) -> dict[str, float]:
     """Metrics of the real-space image ``scale · image + offset`` (any intensity units).
 
     ``pixel_size`` (Å) sets the smoothing and object sizes; without one (e.g. PNGs of

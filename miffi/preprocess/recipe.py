@@ -139,7 +139,12 @@ def power_spectrum_image(amplitude: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def robust_normalise(x: torch.Tensor, iterations: int = 3, nsigma: float = 3.0, clip: float = 2.5) -> torch.Tensor:
+def robust_normalise(
+    x: torch.Tensor,
+    iterations: int = PreprocessConfig.norm_iterations,
+    nsigma: float = PreprocessConfig.norm_nsigma,
+    clip: float = PreprocessConfig.clip,
+) -> torch.Tensor:
     """Normalise every ``[H, W]`` plane of ``x`` by a robust mean and std, then clip.
 
     Bounds start at the plane's (min, max); each iteration takes the values strictly
@@ -212,8 +217,10 @@ def square_metrics(image: torch.Tensor, amplitude: torch.Tensor, loaded: LoadedM
     images = image.cpu().numpy()
     amplitudes = amplitude.cpu().numpy()
     return [
-        {**spectral_metrics(amplitudes[i], layout.output_pixel_size),
-         **realspace_metrics(images[i], layout.output_pixel_size, scale, loaded.offset)}
+        {
+            **spectral_metrics(amplitudes[i], layout.output_pixel_size),
+            **realspace_metrics(images[i], layout.output_pixel_size, scale, loaded.offset),
+        }
         for i in range(layout.count)
     ]
 

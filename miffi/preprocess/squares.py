@@ -66,9 +66,7 @@ def square_columns(side: int, length: int, max_squares: int | None = None) -> tu
     total = math.ceil(length / side)
     last = total - 1
     keep = total if max_squares is None else min(total, max_squares)
-    return tuple(
-        (length - side, length) if i == last else (i * side, (i + 1) * side) for i in range(keep)
-    )
+    return tuple((length - side, length) if i == last else (i * side, (i + 1) * side) for i in range(keep))
 
 
 def layout_for(
@@ -88,9 +86,11 @@ def layout_for(
     rows, cols = shape
     limit = MAX_COARSENING * target_pixel_size
     if pixel_size > limit:
-        raise ValueError(f"pixel size {pixel_size:g} Å is coarser than the {limit:g} Å miffi takes (the power "
-                         f"spectrum would end at {2 * pixel_size:g} Å, before the Thon rings); if the pixel size "
-                         "is wrong, give the right one with --pixel-size, else use micrographs binned less")
+        raise ValueError(
+            f"pixel size {pixel_size:g} Å is coarser than the {limit:g} Å miffi takes (the power "
+            f"spectrum would end at {2 * pixel_size:g} Å, before the Thon rings); if the pixel size "
+            "is wrong, give the right one with --pixel-size, else use micrographs binned less"
+        )
     transposed = rows > cols
     side, length = (cols, rows) if transposed else (rows, cols)
     crop = crop_size(side, pixel_size, target_pixel_size)

@@ -66,7 +66,9 @@ def confidence_histograms(results: pd.DataFrame) -> plt.Figure:
     for name in ORDER[:-1]:
         values = results.loc[category == name, "confidence"].dropna()
         if len(values):
-            ax.hist(values, bins=bins, histtype="step", linewidth=1.8, color=COLOURS[name], label=f"{name} ({len(values)})")
+            ax.hist(
+                values, bins=bins, histtype="step", linewidth=1.8, color=COLOURS[name], label=f"{name} ({len(values)})"
+            )
     ax.set_xlabel("confidence")
     ax.set_ylabel("micrographs")
     ax.set_title("Confidence per category")
@@ -115,7 +117,7 @@ def metric_distributions(results: pd.DataFrame, truth: pd.Series | None = None) 
         for subset, colour, name in ((good, COLOURS["good"], "good"), (~good, COLOURS["bad_multiple"], "bad")):
             ax.hist(values[subset & np.isfinite(values)], bins=bins, color=colour, alpha=0.55, label=name)
         ax.set_title(metric, fontsize=9)
-    for ax in list(axes.flat)[len(metrics):]:
+    for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     axes.flat[0].legend(frameon=False, fontsize=8)
     fig.suptitle(f"Metric distributions (good vs bad by {source})")
@@ -129,8 +131,13 @@ def _heat_map(ax: plt.Axes, matrix: np.ndarray, labels: list[str], title: str) -
     ax.imshow(fraction, cmap="Blues", vmin=0, vmax=1)
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, str(count), ha="center", va="center", color="white" if fraction[i, j] > 0.6 else "black")
-    short = [label.replace("_crystalline", "").replace("_contamination", "").replace("crack_drift_empty", "crack/drift")
-             .replace("no_crack_drift", "none") for label in labels]
+    short = [
+        label.replace("_crystalline", "")
+        .replace("_contamination", "")
+        .replace("crack_drift_empty", "crack/drift")
+        .replace("no_crack_drift", "none")
+        for label in labels
+    ]
     ax.set_xticks(range(len(labels)), short, rotation=35, ha="right")
     ax.set_yticks(range(len(labels)), short)
     ax.set_xlabel("predicted")
@@ -144,8 +151,12 @@ def confusion_heat_maps(method: str, method_score: MethodScore) -> plt.Figure:
     fig, axes = plt.subplots(1, 1 + len(groups), figsize=(2.6 * (1 + len(groups)), 2.9), squeeze=False)
     c = method_score.counts
     metrics = method_score.counts.metrics()
-    _heat_map(axes[0, 0], np.array([[c.tp, c.fn], [c.fp, c.tn]]), ["good", "bad"],
-              f"good vs bad: acc {metrics['accuracy']:.3f}")
+    _heat_map(
+        axes[0, 0],
+        np.array([[c.tp, c.fn], [c.fp, c.tn]]),
+        ["good", "bad"],
+        f"good vs bad: acc {metrics['accuracy']:.3f}",
+    )
     for ax, (group, scores) in zip(axes[0, 1:], ((g, method_score.group_scores()[g]) for g in groups)):
         _heat_map(ax, method_score.confusions[group], list(GROUPS[group]), f"{group}: acc {scores['accuracy']:.3f}")
     fig.suptitle(method)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from miffi.errors import SettingError
 from miffi.labels import GROUPS
 from miffi.preprocess.config import reject_unknown_fields
 from miffi.textfiles import read_yaml_mapping
@@ -36,10 +37,10 @@ def parse_detector(text: str) -> Detector:
         return DETECTORS[key]
     match = re.fullmatch(r"(\d+)x(\d+)@(\d+(?:\.\d*)?)", key)
     if not match:
-        raise ValueError(f"detector {text!r} is not k3, k2, falcon or WxH@APIX (e.g. 1024x1024@1.0)")
+        raise SettingError(f"detector {text!r} is not k3, k2, falcon or WxH@APIX (e.g. 1024x1024@1.0)")
     width, height, apix = int(match[1]), int(match[2]), float(match[3])
     if min(width, height) < 128 or not apix > 0:
-        raise ValueError(f"detector {text!r}: sides must be >= 128 px and the pixel size > 0")
+        raise SettingError(f"detector {text!r}: sides must be >= 128 px and the pixel size > 0")
     return Detector(f"{width}x{height}", height, width, apix)
 
 
@@ -79,15 +80,15 @@ class SimulationConfig:
     def __post_init__(self) -> None:
         for group, probabilities in self.mix.items():
             if group not in GROUPS:
-                raise ValueError(f"mix: unknown group {group!r} (groups: {', '.join(GROUPS)})")
+                raise SettingError(f"mix: unknown group {group!r} (groups: {', '.join(GROUPS)})")
             unknown = set(probabilities) - set(GROUPS[group])
             if unknown:
-                raise ValueError(f"mix.{group}: unknown label(s) {sorted(unknown)}; allowed: {list(GROUPS[group])}")
+                raise SettingError(f"mix.{group}: unknown label(s) {sorted(unknown)}; allowed: {list(GROUPS[group])}")
             if any(p < 0 for p in probabilities.values()) or sum(probabilities.values()) <= 0:
-                raise ValueError(f"mix.{group}: probabilities must be >= 0 and not all zero")
+                raise SettingError(f"mix.{group}: probabilities must be >= 0 and not all zero")
         missing = set(GROUPS) - set(self.mix)
         if missing:
-            raise ValueError(f"mix: missing group(s) {sorted(missing)}")
+            raise SettingError(f"mix: missing group(s) {sorted(missing)}")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SimulationConfig:
@@ -96,11 +97,11 @@ class SimulationConfig:
         try:
             reject_unknown_fields(cls, data, "simulation setting(s)")
         except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+            raise SettingError(f"{path}: {exc}") from None
         if "mix" in data:
             data["mix"] = {**_default_mix(), **data["mix"]}
         data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         try:
             return cls(**data)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: {exc}") from None
+            raise SettingError(f"{path}: {exc}") from None

@@ -23,10 +23,12 @@ from tqdm import tqdm
 
 from miffi import __version__, atomic
 from miffi.device import available_cores
+from miffi.errors import SettingError
 from miffi.export.cryosparc import exposures, write_cryosparc
 from miffi.export.microscope import CTF, OPTICS, unknown
 from miffi.export.relion import micrographs_star, optics_groups
 from miffi.intake.relion import NAME
+from miffi.labels import GROUPS
 from miffi.simulate.config import Detector, SimulationConfig
 from miffi.simulate.scene import Scene, draw_scene, render
 
@@ -49,8 +51,13 @@ def _make_one(args: tuple[Scene, Path, bool]) -> dict:
 
 def _exports_of(table: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
     """The dataset as the exports see micrographs: rows, optics/CTF facts, optics groups."""
-    rows = pd.DataFrame({"path": [str((out / MICROGRAPH_DIR / f"{m}.mrc").absolute()) for m in table["micrograph"]],
-                         "pixel_size": table["pixel_size"].to_numpy(), "optics_group": pd.NA})
+    rows = pd.DataFrame(
+        {
+            "path": [str((out / MICROGRAPH_DIR / f"{m}.mrc").absolute()) for m in table["micrograph"]],
+            "pixel_size": table["pixel_size"].to_numpy(),
+            "optics_group": pd.NA,
+        }
+    )
     facts = unknown(len(table))
     for name in OPTICS + CTF:
         if name in table:
@@ -81,6 +88,15 @@ def write_exposures(table: pd.DataFrame, out: Path) -> None:
     write_cryosparc(dataset, f"miffi-simulate-{__version__}", out / "exposures.cs")
 
 
+def describe_labels(table: pd.DataFrame) -> str:
+    """How many micrographs of a simulated dataset have each label, group by group
+    (e.g. ``film: no_film 3, minor_film 1; drift: ...``)."""
+    return "; ".join(
+        f"{group}: " + ", ".join(f"{label} {count}" for label, count in table[group].value_counts().items())
+        for group in GROUPS
+    )
+
+
 def simulate_dataset(
     out: str | Path,
     n: int,
@@ -99,22 +115,33 @@ def simulate_dataset(
     untouched, so caches of it stay valid).
     """
     if n < 1:
-        raise ValueError(f"--n must be >= 1, got {n}")
+        raise SettingError(f"--n must be >= 1, got {n}")
     config = config or SimulationConfig()
     out = Path(out)
     folder = out / MICROGRAPH_DIR
     width = max(5, len(str(n)))
     names = [f"sim_{i:0{width}d}" for i in range(n)]
-    manifest = json.dumps({"n": n, "detector": asdict(detector), "config": asdict(config), "seed": seed,
-                           "float16": float16, "version": __version__}, sort_keys=True)
+    manifest = json.dumps(
+        {
+            "n": n,
+            "detector": asdict(detector),
+            "config": asdict(config),
+            "seed": seed,
+            "float16": float16,
+            "version": __version__,
+        },
+        sort_keys=True,
+    )
     manifest_file = out / "simulation.json"
     outputs = [out / name for name in OUTPUT_FILES] + [folder / f"{m}.mrc" for m in names]
     if manifest_file.is_file() and manifest_file.read_text() == manifest and all(p.is_file() for p in outputs):
         return pd.read_csv(out / "labels.csv")  # same settings: the dataset is already there
     folder.mkdir(parents=True, exist_ok=True)
     manifest_file.unlink(missing_ok=True)
-    scenes = [draw_scene(name, int(np.random.SeedSequence([seed, i]).generate_state(1)[0]), detector, config)
-              for i, name in enumerate(names)]
+    scenes = [
+        draw_scene(name, int(np.random.SeedSequence([seed, i]).generate_state(1)[0]), detector, config)
+        for i, name in enumerate(names)
+    ]
     jobs = [(scene, folder, float16) for scene in scenes]
     # Rendering uses every core for its FFTs; a few processes help on many-core machines.
     workers = workers or max(1, min(8, available_cores() // 4))

@@ -124,9 +124,7 @@ def water_ring_profile(k: np.ndarray, thickness_nm: float) -> np.ndarray:
     return thickness_nm * (ring + background)
 
 
-def random_field(
-    spectrum_amplitude: np.ndarray, shape: tuple[int, int], rng: np.random.Generator
-) -> np.ndarray:
+def random_field(spectrum_amplitude: np.ndarray, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """A real Gaussian random field whose Fourier amplitude is ``spectrum_amplitude``.
 
     ``spectrum_amplitude`` is given on the ``rfft2`` half-grid of ``shape``; the field
@@ -140,9 +138,7 @@ def random_field(
     return scipy.fft.irfft2(noise * (spectrum_amplitude * scale), s=shape, workers=-1).astype(np.float32)
 
 
-def crystal_spectrum(
-    ky: np.ndarray, kx: np.ndarray, orientations: np.ndarray, domain_size: float
-) -> np.ndarray:
+def crystal_spectrum(ky: np.ndarray, kx: np.ndarray, orientations: np.ndarray, domain_size: float) -> np.ndarray:
     """Fourier amplitude of crystalline ice: spots at the ice spacings.
 
     For each in-plane lattice orientation (radians) there are six spots on each of the

@@ -89,8 +89,15 @@ class Scene:
 
     @property
     def ctf_params(self) -> CtfParams:
-        return CtfParams(self.voltage, self.cs, self.amplitude_contrast, self.defocus_u, self.defocus_v,
-                         self.defocus_angle, self.bfactor)
+        return CtfParams(
+            self.voltage,
+            self.cs,
+            self.amplitude_contrast,
+            self.defocus_u,
+            self.defocus_v,
+            self.defocus_angle,
+            self.bfactor,
+        )
 
     def row(self) -> dict:
         return asdict(self)
@@ -106,8 +113,9 @@ def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
     return float(rng.uniform(*bounds))
 
 
-def draw_scene(name: str, seed: int, detector: Detector, config: SimulationConfig,
-               labels: dict[str, str] | None = None) -> Scene:
+def draw_scene(
+    name: str, seed: int, detector: Detector, config: SimulationConfig, labels: dict[str, str] | None = None
+) -> Scene:
     """Draw the labels (unless given) and the parameters that realise them."""
     rng = np.random.default_rng(seed)
     labels = dict(labels or {group: _pick(rng, config.mix[group]) for group in GROUPS})
@@ -116,11 +124,19 @@ def draw_scene(name: str, seed: int, detector: Detector, config: SimulationConfi
     drift_kind = "none" if labels["drift"] == "no_crack_drift" else _pick(rng, config.bad_drift_kinds)
     (frac_lo_hi, strength_lo_hi) = CRYSTAL[labels["crystallinity"]]
     return Scene(
-        micrograph=name, seed=seed, **labels,
-        height=detector.height, width=detector.width, pixel_size=detector.pixel_size,
-        voltage=config.voltage, cs=config.cs, amplitude_contrast=config.amplitude_contrast,
-        defocus_u=defocus + astig / 2, defocus_v=defocus - astig / 2,
-        defocus_angle=_uniform(rng, (-90.0, 90.0)), bfactor=_uniform(rng, config.bfactor),
+        micrograph=name,
+        seed=seed,
+        **labels,
+        height=detector.height,
+        width=detector.width,
+        pixel_size=detector.pixel_size,
+        voltage=config.voltage,
+        cs=config.cs,
+        amplitude_contrast=config.amplitude_contrast,
+        defocus_u=defocus + astig / 2,
+        defocus_v=defocus - astig / 2,
+        defocus_angle=_uniform(rng, (-90.0, 90.0)),
+        bfactor=_uniform(rng, config.bfactor),
         dose=_uniform(rng, config.dose),
         ice_thickness_nm=0.0 if drift_kind == "empty" else _uniform(rng, config.ice_thickness),
         particle_diameter=_uniform(rng, config.particle_diameter),
@@ -142,6 +158,7 @@ def draw_scene(name: str, seed: int, detector: Detector, config: SimulationConfi
 
 
 # --- masks -------------------------------------------------------------------------------
+
 
 def _coarse_field(shape: tuple[int, int], correlation_px: float, rng: np.random.Generator) -> np.ndarray:
     """Smooth unit-variance noise at full size, made on a coarse grid and upsampled."""
@@ -244,7 +261,10 @@ def crystal_domains(shape: tuple[int, int], fraction: float, pixel_size: float, 
 
 # --- particles ---------------------------------------------------------------------------
 
-def particle_templates(diameter: float, pixel_size: float, rng: np.random.Generator, count: int = 6) -> list[np.ndarray]:
+
+def particle_templates(
+    diameter: float, pixel_size: float, rng: np.random.Generator, count: int = 6
+) -> list[np.ndarray]:
     """Projected phase (rad) of random blob assemblies, each in its 8 dihedral orientations."""
     radius = diameter / 2 / pixel_size
     size = int(2 * radius * 1.3) | 1
@@ -286,12 +306,13 @@ def paste_particles(
         cy, cx = int(rng.integers(half, rows - half)), int(rng.integers(half, cols - half))
         if not allowed[cy, cx]:
             continue
-        phase[cy - half: cy - half + size, cx - half: cx - half + size] += templates[rng.integers(len(templates))]
+        phase[cy - half : cy - half + size, cx - half : cx - half + size] += templates[rng.integers(len(templates))]
         placed += 1
     return placed
 
 
 # --- the image ---------------------------------------------------------------------------
+
 
 def _drift_segments(scene: Scene) -> list[tuple[float, float, float, float]]:
     angle = math.radians(scene.drift_angle)
@@ -339,7 +360,7 @@ def fourier_resample(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     padded = np.zeros((shape[0], shape[1] // 2 + 1), dtype=spectrum.dtype)
     top = (rows + 1) // 2
     padded[:top, : cols // 2 + 1] = spectrum[:top]
-    padded[shape[0] - (rows - top):, : cols // 2 + 1] = spectrum[top:]
+    padded[shape[0] - (rows - top) :, : cols // 2 + 1] = spectrum[top:]
     scale = shape[0] * shape[1] / (rows * cols)
     return (scipy.fft.irfft2(padded, s=shape, workers=-1) * scale).astype(np.float32)
 

@@ -25,8 +25,15 @@ from miffi.train.plots import learning_curve_figure
 log = logging.getLogger(__name__)
 
 
-def learning_curve(train_samples: pd.DataFrame, val_samples: pd.DataFrame, sizes: Sequence[int],
-                   config: TrainConfig, out: str | Path, device: torch.device, progress: bool = True) -> pd.DataFrame:
+def learning_curve(
+    train_samples: pd.DataFrame,
+    val_samples: pd.DataFrame,
+    sizes: Sequence[int],
+    config: TrainConfig,
+    out: str | Path,
+    device: torch.device,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Train on stratified subsets of each size; returns (and writes) ``curve.tsv``."""
     out = Path(out)
     rows = []
@@ -34,11 +41,23 @@ def learning_curve(train_samples: pd.DataFrame, val_samples: pd.DataFrame, sizes
     for size in sorted(set(sizes)):
         size = min(size, len(train_samples))
         log.info("learning curve: %d training micrographs", size)
-        history = train(subset(train_samples, size, config.seed), val_samples, config, out / f"n{size:05d}",
-                        device, resume=True, progress=progress)
+        history = train(
+            subset(train_samples, size, config.seed),
+            val_samples,
+            config,
+            out / f"n{size:05d}",
+            device,
+            resume=True,
+            progress=progress,
+        )
         best = best_epoch(history)
-        rows.append({"train_size": size, "best_epoch": int(best["epoch"]),
-                     **{k: best[k] for k in history if k.startswith("val_")}})
+        rows.append(
+            {
+                "train_size": size,
+                "best_epoch": int(best["epoch"]),
+                **{k: best[k] for k in history if k.startswith("val_")},
+            }
+        )
         losses[size] = history
     curve = pd.DataFrame(rows)
     atomic.write_text(out / "curve.tsv", curve.to_csv(sep="\t", index=False))

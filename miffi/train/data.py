@@ -29,8 +29,10 @@ def labelled_samples(table: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     ``pixel_size``, the four labels, their indices (``target_<group>``) and ``stratum``."""
     missing = [g for g in GROUPS if g not in labels]
     if missing:
-        raise MiffiError(f"training needs the four label groups; the labels lack {', '.join(missing)} "
-                         "(a single good/bad column is not enough)")
+        raise MiffiError(
+            f"training needs the four label groups; the labels lack {', '.join(missing)} "
+            "(a single good/bad column is not enough)"
+        )
     joined, _, _ = match_labels(table, labels)
     if joined.empty:
         raise MiffiError("no micrograph of the input has a label")
@@ -70,18 +72,36 @@ def split(samples: pd.DataFrame, val_fraction: float, seed: int) -> tuple[pd.Dat
 
 def subset(samples: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:
     """A stratified subset of ``count`` samples (the learning-curve experiment)."""
-    return samples.iloc[stratified_take(samples["stratum"], count, np.random.default_rng([seed, 2]))].reset_index(drop=True)
+    return samples.iloc[stratified_take(samples["stratum"], count, np.random.default_rng([seed, 2]))].reset_index(
+        drop=True
+    )
 
 
-def augmented_tensor(data: np.ndarray, pixel_size: float, config: PreprocessConfig, rng: np.random.Generator,
-                     crop_range: tuple[float, float] = (0.8, 1.0)) -> torch.Tensor:
+def training_split(
+    samples: pd.DataFrame, val_fraction: float, seed: int, train_size: int | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stratified training and validation samples (:func:`split`); with ``train_size``, the
+    training samples are a stratified subset of at most that many (:func:`subset`)."""
+    train_samples, val_samples = split(samples, val_fraction, seed)
+    if train_size:
+        train_samples = subset(train_samples, min(train_size, len(train_samples)), seed)
+    return train_samples, val_samples
+
+
+def augmented_tensor(
+    data: np.ndarray,
+    pixel_size: float,
+    config: PreprocessConfig,
+    rng: np.random.Generator,
+    crop_range: tuple[float, float] = (0.8, 1.0),
+) -> torch.Tensor:
     """One augmented ``[channels, size, size]`` tensor from a 2D micrograph array."""
     if data.shape[0] > data.shape[1]:
         data = data.T
     rows, cols = data.shape
     side = int(rng.uniform(*crop_range) * rows) // 2 * 2
     top, left = int(rng.integers(0, rows - side + 1)), int(rng.integers(0, cols - side + 1))
-    square = np.asarray(data[top: top + side, left: left + side], dtype=np.float32)
+    square = np.asarray(data[top : top + side, left : left + side], dtype=np.float32)
     if rng.random() < 0.5:
         square = square[:, ::-1]
     if rng.random() < 0.5:
@@ -96,8 +116,9 @@ class AugmentedMicrographs(torch.utils.data.Dataset):
     """Training samples: a fresh augmentation of each micrograph per epoch, reproducible
     from (seed, epoch, index), so an interrupted run resumes with the same draws."""
 
-    def __init__(self, samples: pd.DataFrame, config: PreprocessConfig, seed: int,
-                 crop_range: tuple[float, float] = (0.8, 1.0)):
+    def __init__(
+        self, samples: pd.DataFrame, config: PreprocessConfig, seed: int, crop_range: tuple[float, float] = (0.8, 1.0)
+    ):
         self.samples = samples.reset_index(drop=True)
         self.config = config
         self.seed = seed

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
+from miffi.errors import SettingError
+
 BODY_LAYERS = 12  # groups 0-12 below the head; the head is group 13
 HEAD = BODY_LAYERS + 1
 
@@ -40,7 +42,7 @@ def layer_of(name: str, stage_depths: tuple[int, ...]) -> int:
         return 3 + int(block) * 9 // stage_depths[2]  # stage 2 over layers 3..11
     if name.startswith(("head.", "norm_pre.")):
         return HEAD
-    raise ValueError(f"parameter {name!r} is not part of a timm ConvNeXt")
+    raise SettingError(f"parameter {name!r} is not part of a timm ConvNeXt")
 
 
 @dataclass(frozen=True)
@@ -55,23 +57,31 @@ def parameter_groups(model: torch.nn.Module, layer_decay: float) -> list[ParamGr
     """Groups by (layer, weight decay or not), each with its learning-rate scale."""
     depths = tuple(len(stage.blocks) for stage in model.stages)
     if len(depths) != 4:
-        raise ValueError(f"expected a ConvNeXt with 4 stages, found {len(depths)}")
+        raise SettingError(f"expected a ConvNeXt with 4 stages, found {len(depths)}")
     grouped: dict[tuple[int, bool], list[str]] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
         decay = parameter.ndim > 1 and not name.endswith(".bias")
         grouped.setdefault((layer_of(name, depths), decay), []).append(name)
-    return [ParamGroup(layer, decay, layer_decay ** (HEAD - layer), tuple(names))
-            for (layer, decay), names in sorted(grouped.items())]
+    return [
+        ParamGroup(layer, decay, layer_decay ** (HEAD - layer), tuple(names))
+        for (layer, decay), names in sorted(grouped.items())
+    ]
 
 
 def optimizer_groups(model: torch.nn.Module, layer_decay: float, weight_decay: float) -> list[dict]:
     """``torch.optim`` parameter groups (with an ``lr_scale`` key the schedule applies)."""
     parameters = dict(model.named_parameters())
-    return [{"params": [parameters[n] for n in group.names], "lr_scale": group.lr_scale,
-             "weight_decay": weight_decay if group.decay else 0.0, "layer": group.layer}
-            for group in parameter_groups(model, layer_decay)]
+    return [
+        {
+            "params": [parameters[n] for n in group.names],
+            "lr_scale": group.lr_scale,
+            "weight_decay": weight_decay if group.decay else 0.0,
+            "layer": group.layer,
+        }
+        for group in parameter_groups(model, layer_decay)
+    ]
 
 
 def describe(model: torch.nn.Module, layer_decay: float, base_lr: float) -> str:

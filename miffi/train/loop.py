@@ -38,6 +38,7 @@ from miffi import atomic
 from miffi.classify.combine import combine
 from miffi.classify.inference import group_softmax
 from miffi.classify.models import build_convnext, save_checkpoint
+from miffi.classify.registry import DEFAULT_ARCH
 from miffi.errors import MiffiError
 from miffi.evaluate.scores import Counts
 from miffi.labels import GOOD, GROUPS, LABELS, SLICES
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     """Training settings; the presets are the paper's three cases (Table 3)."""
 
-    arch: str = "convnext_small"
+    arch: str = DEFAULT_ARCH
     channels: int = 2
     size: int = 384
     pretrained: str | None = None
@@ -99,8 +100,15 @@ class TrainConfig:
 
 FINETUNE = {"lr": 1e-5, "min_lr": 1e-6, "weight_decay": 1e-8, "layer_decay": 0.9, "epochs": 10, "warmup_epochs": 0.0}
 PRESETS: dict[str, dict] = {
-    "scratch-1ch": {"channels": 1, "lr": 4e-4, "min_lr": 1e-6, "weight_decay": 0.05, "layer_decay": 1.0,
-                    "epochs": 20, "warmup_epochs": 5.0},
+    "scratch-1ch": {
+        "channels": 1,
+        "lr": 4e-4,
+        "min_lr": 1e-6,
+        "weight_decay": 0.05,
+        "layer_decay": 1.0,
+        "epochs": 20,
+        "warmup_epochs": 5.0,
+    },
     "finetune-1ch": {"channels": 1, **FINETUNE},
     "finetune-2ch": {"channels": 2, **FINETUNE},
 }
@@ -113,8 +121,10 @@ def preset_config(preset: str | None, **overrides) -> TrainConfig:
     settings = {**(PRESETS[preset] if preset else {}), **{k: v for k, v in overrides.items() if v is not None}}
     config = TrainConfig.from_dict(settings)
     if preset and preset.startswith("finetune") and not config.pretrained:
-        raise MiffiError(f"preset {preset} fine-tunes ImageNet weights: give --pretrained FILE "
-                         "(e.g. timm's convnext_small.in12k model.safetensors)")
+        raise MiffiError(
+            f"preset {preset} fine-tunes ImageNet weights: give --pretrained FILE "
+            "(e.g. timm's convnext_small.in12k model.safetensors)"
+        )
     return config
 
 
@@ -183,8 +193,10 @@ def validate(model: torch.nn.Module, validation: Validation, config: TrainConfig
     model.eval()
     names, squares, probabilities, losses = [], [], [], []
     targets = dict(zip(validation.samples["micrograph"], validation.samples[TARGETS].to_numpy(dtype=np.int64)))
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
-                                                enabled=config.bf16 and device.type == "cuda"):
+    with (
+        torch.inference_mode(),
+        torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and device.type == "cuda"),
+    ):
         for micrograph in validation.samples["micrograph"]:
             tensor = np.array(validation.cache.load(micrograph))  # a writable copy of the memory map
             logits = model(torch.from_numpy(tensor).to(device)).float()
@@ -193,14 +205,28 @@ def validate(model: torch.nn.Module, validation: Validation, config: TrainConfig
             probabilities.append(group_softmax(logits).cpu().numpy())
             names += [micrograph] * len(tensor)
             squares += list(range(len(tensor)))
-    predictions = pd.concat([pd.DataFrame({"micrograph": names, "square": squares}),
-                             pd.DataFrame(np.concatenate(probabilities), columns=list(LABELS))], axis=1)
+    predictions = pd.concat(
+        [
+            pd.DataFrame({"micrograph": names, "square": squares}),
+            pd.DataFrame(np.concatenate(probabilities), columns=list(LABELS)),
+        ],
+        axis=1,
+    )
     combined = combine(predictions, config.rule).set_index("micrograph").loc[validation.samples["micrograph"]]
     truth = validation.samples.set_index("micrograph")
-    good = lambda frame: np.logical_and.reduce([frame[g].isin(GOOD[g]).to_numpy() for g in GROUPS])
+
+    def good(frame: pd.DataFrame) -> np.ndarray:
+        return np.logical_and.reduce([frame[g].isin(GOOD[g]).to_numpy() for g in GROUPS])
+
     counts = Counts.of(good(truth), good(combined))
-    result = {"val_loss": sum(losses) / len(names), "val_accuracy": counts.metrics()["accuracy"],
-              "val_tp": counts.tp, "val_fp": counts.fp, "val_tn": counts.tn, "val_fn": counts.fn}
+    result = {
+        "val_loss": sum(losses) / len(names),
+        "val_accuracy": counts.metrics()["accuracy"],
+        "val_tp": counts.tp,
+        "val_fp": counts.fp,
+        "val_tn": counts.tn,
+        "val_fn": counts.fn,
+    }
     for group in GROUPS:
         result[f"val_{group}_accuracy"] = float((combined[group].to_numpy() == truth[group].to_numpy()).mean())
     return result
@@ -223,13 +249,22 @@ class Checkpoints:
     def state(self) -> Path:
         return self.out / "state.pt"
 
-    def save_state(self, optimizer: torch.optim.Optimizer, epoch: int, step: int, history: list[dict],
-                   iterations: list[dict]) -> None:
+    def save_state(
+        self, optimizer: torch.optim.Optimizer, epoch: int, step: int, history: list[dict], iterations: list[dict]
+    ) -> None:
         """Progress after a finished epoch (the logs too: a workflow manager may delete
         log.tsv and best.safetensors of an interrupted job, which resume then rewrites)."""
         with atomic.temporary_path(self.state) as tmp:
-            torch.save({"optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
-                        "history": history, "iterations": iterations}, tmp)
+            torch.save(
+                {
+                    "optimizer": optimizer.state_dict(),
+                    "epoch": epoch,
+                    "step": step,
+                    "history": history,
+                    "iterations": iterations,
+                },
+                tmp,
+            )
 
     def keep_best(self, history: list[dict]) -> None:
         """Copy the best epoch's checkpoint to best.safetensors."""
@@ -246,8 +281,9 @@ def _write_logs(out: Path, history: list[dict], iterations: list[dict]) -> None:
     atomic.write_text(out / "iterations.tsv", pd.DataFrame(iterations).to_csv(sep="\t", index=False))
 
 
-def _resume(out: Path, config: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-            checkpoints: Checkpoints) -> tuple[int, int, list[dict], list[dict]]:
+def _resume(
+    out: Path, config: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer, checkpoints: Checkpoints
+) -> tuple[int, int, list[dict], list[dict]]:
     """Restore weights, optimizer and logs of the last finished epoch; (next epoch, step, logs)."""
     saved = json.loads((out / "config.json").read_text())
     if saved != config.to_dict():
@@ -263,8 +299,15 @@ def _resume(out: Path, config: TrainConfig, model: torch.nn.Module, optimizer: t
     return state["epoch"] + 1, state["step"], history, iterations
 
 
-def train(train_samples: pd.DataFrame, val_samples: pd.DataFrame, config: TrainConfig, out: str | Path,
-          device: torch.device, resume: bool = False, progress: bool = True) -> pd.DataFrame:
+def train(
+    train_samples: pd.DataFrame,
+    val_samples: pd.DataFrame,
+    config: TrainConfig,
+    out: str | Path,
+    device: torch.device,
+    resume: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Train, validate each epoch, checkpoint; returns the per-epoch log (``log.tsv``)."""
     out = Path(out)
     checkpoints = Checkpoints(out)
@@ -281,7 +324,9 @@ def train(train_samples: pd.DataFrame, val_samples: pd.DataFrame, config: TrainC
     else:
         atomic.write_text(out / "config.json", json.dumps(config.to_dict(), indent=1))
         split_table = pd.concat([train_samples.assign(split="train"), val_samples.assign(split="val")])
-        atomic.write_text(out / "split.tsv", split_table[["micrograph", "split", *GROUPS]].to_csv(sep="\t", index=False))
+        atomic.write_text(
+            out / "split.tsv", split_table[["micrograph", "split", *GROUPS]].to_csv(sep="\t", index=False)
+        )
     validation = prepare_validation(val_samples, config, out, progress)
     dataset = AugmentedMicrographs(train_samples, config.preprocess, config.seed, (config.crop_min, 1.0))
     per_epoch = math.ceil(len(dataset) / config.batch_size)
@@ -290,12 +335,17 @@ def train(train_samples: pd.DataFrame, val_samples: pd.DataFrame, config: TrainC
     for epoch in range(start_epoch, config.epochs):
         model.train()
         dataset.epoch = epoch
-        loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
-                                             num_workers=config.workers, drop_last=False,
-                                             worker_init_fn=_one_core_per_worker if config.workers else None,
-                                             persistent_workers=False,
-                                             generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
-                                             pin_memory=device.type == "cuda")
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=config.batch_size,
+            shuffle=True,
+            num_workers=config.workers,
+            drop_last=False,
+            worker_init_fn=_one_core_per_worker if config.workers else None,
+            persistent_workers=False,
+            generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
+            pin_memory=device.type == "cuda",
+        )
         started, seen, epoch_loss = time.perf_counter(), 0, 0.0
         with tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress) as bar:
             for images, targets in bar:
@@ -316,19 +366,37 @@ def train(train_samples: pd.DataFrame, val_samples: pd.DataFrame, config: TrainC
                 bar.set_postfix(loss=f"{value:.3f}", lr=f"{lr:.2e}")
         seconds = time.perf_counter() - started
         scores = validate(model, validation, config, device)
-        row = {"epoch": epoch + 1, "train_loss": epoch_loss / seen, **scores, "lr": lr,
-               "seconds": seconds, "images_per_s": seen / seconds}
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": epoch_loss / seen,
+            **scores,
+            "lr": lr,
+            "seconds": seconds,
+            "images_per_s": seen / seconds,
+        }
         history.append(row)
-        save_checkpoint(model, checkpoints.epoch(epoch), config.arch, config.preprocess,
-                        {"epoch": epoch + 1, "validation": scores, "training": config.to_dict()})
+        save_checkpoint(
+            model,
+            checkpoints.epoch(epoch),
+            config.arch,
+            config.preprocess,
+            {"epoch": epoch + 1, "validation": scores, "training": config.to_dict()},
+        )
         is_best = int(best_epoch(pd.DataFrame(history))["epoch"]) == row["epoch"]
         if is_best:
             checkpoints.keep_best(history)
         _write_logs(out, history, iterations)
         checkpoints.save_state(optimizer, epoch, step, history, iterations)
-        log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val accuracy %.3f (%.1f images/s)%s",
-                 epoch + 1, config.epochs, row["train_loss"], row["val_loss"], row["val_accuracy"],
-                 row["images_per_s"], " *best*" if is_best else "")
+        log.info(
+            "epoch %d/%d: train loss %.4f, val loss %.4f, val accuracy %.3f (%.1f images/s)%s",
+            epoch + 1,
+            config.epochs,
+            row["train_loss"],
+            row["val_loss"],
+            row["val_accuracy"],
+            row["images_per_s"],
+            " *best*" if is_best else "",
+        )
     from miffi.report import figures
     from miffi.train.plots import loss_figure
 

@@ -25,7 +25,9 @@ def loss_figure(history: pd.DataFrame, iterations: pd.DataFrame) -> plt.Figure:
     per_epoch = max(1, len(iterations) // max(1, len(history)))
     x = (iterations["step"] + 1) / per_epoch
     left.plot(x, iterations["loss"], color="#90a4ae", linewidth=0.8, label="train (iteration)")
-    left.plot(x, iterations["loss"].rolling(per_epoch, min_periods=1).mean(), color="#1565c0", label="train (running mean)")
+    left.plot(
+        x, iterations["loss"].rolling(per_epoch, min_periods=1).mean(), color="#1565c0", label="train (running mean)"
+    )
     left.plot(history["epoch"], history["val_loss"], "o-", color="#c62828", label="validation")
     left.set_xlabel("epoch")
     left.set_ylabel("loss (sum of 4 cross-entropies)")

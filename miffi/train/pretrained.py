@@ -23,11 +23,14 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from a safetensors or torch file (weights only, never pickled code)."""
     path = Path(path)
     if not path.is_file():
-        raise MiffiError(f"{path}: pretrained weights not found (miffi never downloads them: fetch e.g. timm's "
-                         "convnext_small.in12k model.safetensors once and give its path)")
+        raise MiffiError(
+            f"{path}: pretrained weights not found (miffi never downloads them: fetch e.g. timm's "
+            "convnext_small.in12k model.safetensors once and give its path)"
+        )
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
+
             weights = load_file(str(path))
         else:
             weights = torch.load(path, map_location="cpu", weights_only=True)
@@ -70,8 +73,10 @@ def load_pretrained(model: torch.nn.Module, path: str | Path, channels: int) -> 
     usable = {k: v for k, v in weights.items() if not k.startswith("head.fc.") and k in own}
     mismatched = [k for k, v in usable.items() if v.shape != own[k].shape]
     if mismatched:
-        raise MiffiError(f"{path}: weights do not fit this architecture (e.g. {mismatched[0]}: "
-                         f"{tuple(usable[mismatched[0]].shape)} vs {tuple(own[mismatched[0]].shape)})")
+        raise MiffiError(
+            f"{path}: weights do not fit this architecture (e.g. {mismatched[0]}: "
+            f"{tuple(usable[mismatched[0]].shape)} vs {tuple(own[mismatched[0]].shape)})"
+        )
     if len(usable) < len(own) // 2:
         raise MiffiError(f"{path}: only {len(usable)} of {len(own)} weights match this architecture")
     model.load_state_dict(usable, strict=False)

@@ -29,8 +29,9 @@ def cli(capsys, *argv: str) -> Outcome:
 
 def cli_process(*argv: str, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """``miffi ARGV`` as its own process: real exit codes, real signals."""
-    return subprocess.run([str(BIN / "miffi"), *map(str, argv)], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+    return subprocess.run(
+        [str(BIN / "miffi"), *map(str, argv)], capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
 
 
 def checksums(*folders: Path) -> dict[str, str]:

@@ -125,8 +125,10 @@ def test_concurrent_writers_never_expose_a_partial_or_foreign_entry(twin_dataset
     a, b = twin_datasets
     cache = TensorCache(tmp_path / "cache", PreprocessConfig())
     context = multiprocessing.get_context("fork")
-    writers = [context.Process(target=_writer, args=(str(tmp_path / "cache"), str(src), value, 3.0))
-               for src, value in ((a, 1.0), (b, 2.0))]
+    writers = [
+        context.Process(target=_writer, args=(str(tmp_path / "cache"), str(src), value, 3.0))
+        for src, value in ((a, 1.0), (b, 2.0))
+    ]
     for writer in writers:
         writer.start()
     seen = {"A": 0, "conflict": 0}
@@ -154,25 +156,58 @@ def test_concurrent_runs_on_a_shared_cache_are_right_or_say_why(twin_datasets, t
             write_mrc(folder / f"m{i}.mrc", structured_image((512, 512), seed + i), pixel_size=1.2)
     alone = {}
     for name in ("ds1", "ds2"):
-        result = cli_process("run", "--input", tmp_path / name, "--outdir", tmp_path / f"alone_{name}",
-                             "--no-progress", "--device", "cpu")
+        result = cli_process(
+            "run",
+            "--input",
+            tmp_path / name,
+            "--outdir",
+            tmp_path / f"alone_{name}",
+            "--no-progress",
+            "--device",
+            "cpu",
+        )
         assert result.returncode == 0, result.stderr
         alone[name] = pd.read_parquet(tmp_path / f"alone_{name}" / "results.parquet")
     import subprocess
 
     from hostile_helpers import BIN
 
-    runs = {name: subprocess.Popen([str(BIN / "miffi"), "run", "--input", str(tmp_path / name), "--outdir",
-                                    str(tmp_path / f"shared_{name}"), "--cache", str(tmp_path / "shared_cache"),
-                                    "--no-progress", "--device", "cpu"], stderr=subprocess.PIPE, text=True)
-            for name in ("ds1", "ds2")}
+    runs = {
+        name: subprocess.Popen(
+            [
+                str(BIN / "miffi"),
+                "run",
+                "--input",
+                str(tmp_path / name),
+                "--outdir",
+                str(tmp_path / f"shared_{name}"),
+                "--cache",
+                str(tmp_path / "shared_cache"),
+                "--no-progress",
+                "--device",
+                "cpu",
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("ds1", "ds2")
+    }
     for name, process in runs.items():
         err = process.communicate(timeout=300)[1]
         assert "Traceback" not in err
         if process.returncode == 0:
             shared = pd.read_parquet(tmp_path / f"shared_{name}" / "results.parquet")
-            columns = ["micrograph", "path", "category", "film", "drift", "crystallinity", "contamination",
-                       "flatness", "anisotropy"]
+            columns = [
+                "micrograph",
+                "path",
+                "category",
+                "film",
+                "drift",
+                "crystallinity",
+                "contamination",
+                "flatness",
+                "anisotropy",
+            ]
             pd.testing.assert_frame_equal(shared[columns], alone[name][columns])
         else:
             assert process.returncode == 2, err

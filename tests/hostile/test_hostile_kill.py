@@ -15,8 +15,22 @@ from hostile_helpers import BIN, checksums, cli_process
 
 #: Columns that must not depend on whether the run was interrupted (``status`` says
 #: ``cached`` for what the killed run had finished, so it is left out).
-COMPARED = ["micrograph", "path", "film", "drift", "crystallinity", "contamination", "category", "confidence",
-            "confidence_level", "squares", "flatness", "anisotropy", "ice_peak", "dark_fraction"]
+COMPARED = [
+    "micrograph",
+    "path",
+    "film",
+    "drift",
+    "crystallinity",
+    "contamination",
+    "category",
+    "confidence",
+    "confidence_level",
+    "squares",
+    "flatness",
+    "anisotropy",
+    "ice_peak",
+    "dark_fraction",
+]
 
 
 def _content(path) -> list[str]:
@@ -35,8 +49,11 @@ def test_kill_9_then_the_same_command_gives_the_same_results(tmp_path):
     assert reference.returncode == 0, reference.stderr
 
     out = tmp_path / "killed"
-    process = subprocess.Popen([str(BIN / "miffi"), *map(str, command), "--outdir", str(out)],
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [str(BIN / "miffi"), *map(str, command), "--outdir", str(out)],
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while len(list((out / "cache").glob("*.json"))) < kill_after and process.poll() is None:
         assert time.monotonic() < deadline
@@ -52,8 +69,9 @@ def test_kill_9_then_the_same_command_gives_the_same_results(tmp_path):
     pd.testing.assert_frame_equal(resumed[COMPARED], expected[COMPARED])
     assert (resumed["status"] == "cached").sum() >= kill_after
     for name in expected["micrograph"]:
-        np.testing.assert_array_equal(np.load(out / "cache" / f"{name}.npy"),
-                                      np.load(tmp_path / "reference" / "cache" / f"{name}.npy"))
+        np.testing.assert_array_equal(
+            np.load(out / "cache" / f"{name}.npy"), np.load(tmp_path / "reference" / "cache" / f"{name}.npy")
+        )
     for folder in ("relion", "lists"):
         for exported in (tmp_path / "reference" / folder).iterdir():
             assert _content(out / folder / exported.name) == _content(exported)

@@ -45,8 +45,10 @@ def _cases(good: bytes) -> dict[str, tuple[bytes | None, str]]:
         "small_gzip.mrc": (gzip.compress(b"x" * 10), "gzip-compressed file, not an MRC file"),
         "bzip2.mrc": (bz2.compress(good), "bzip2-compressed file, not an MRC file"),
         "zip.mrc": (zipped.getvalue(), "ZIP archive, not an MRC file"),
-        "tiff.mrc": (b"II*\x00" + bytes(4096), "TIFF file (a TIFF/EER movie), not an MRC micrograph: "
-                                                "motion-correct first"),
+        "tiff.mrc": (
+            b"II*\x00" + bytes(4096),
+            "TIFF file (a TIFF/EER movie), not an MRC micrograph: motion-correct first",
+        ),
         "big_endian_tiff.mrc": (b"MM\x00*" + bytes(4096), "TIFF file (a TIFF/EER movie)"),
         "bigtiff.mrc": (b"II+\x00" + bytes(4096), "BigTIFF file (a TIFF/EER movie)"),
         "png.mrc": (b"\x89PNG\r\n\x1a\n" + bytes(4096), "PNG image, not an MRC file"),
@@ -118,8 +120,14 @@ def hostile_run(tmp_path_factory):
     before = checksums(mics)
     result = cli_process("preprocess", listing, "--out", root / "cache", "--pixel-size", "1.2", "--no-progress")
     status = read_tsv(root / "cache" / "preprocess.tsv", ["micrograph", "path", "status", "error"])
-    return {"result": result, "status": status.set_index("micrograph"), "cases": cases, "before": before,
-            "after": checksums(mics), "cache": root / "cache"}
+    return {
+        "result": result,
+        "status": status.set_index("micrograph"),
+        "cases": cases,
+        "before": before,
+        "after": checksums(mics),
+        "cache": root / "cache",
+    }
 
 
 @pytest.mark.parametrize("name", list(_cases(b"").keys()))
@@ -147,10 +155,13 @@ def test_hostile_inputs_are_byte_identical_afterwards(hostile_run):
 
 def _peak_rss_mb(*argv: str) -> float:
     """Peak resident memory (MB) of one `miffi` process."""
-    code = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True); "
-            "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", code, str(BIN / "miffi"), *argv], capture_output=True, text=True,
-                         check=True, timeout=300).stdout.split()
+    code = (
+        "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True); "
+        "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(BIN / "miffi"), *argv], capture_output=True, text=True, check=True, timeout=300
+    ).stdout.split()
     return int(out[1]) / 1024
 
 
@@ -168,8 +179,10 @@ def test_same_stem_files_get_distinct_ids_and_entries(tmp_path):
     """x.mrc + x.mrcs, y.mrc + y.MRC in one folder: intake terminates (a process with a
     time limit), ids differ (also without case) and each file gets its own cache entry."""
     folder = tmp_path / "same"
-    files = [write_mrc(folder / name, structured_image((256, 256), i), pixel_size=1.2)
-             for i, name in enumerate(["x.mrc", "x.mrcs", "y.mrc", "y.MRC"])]
+    files = [
+        write_mrc(folder / name, structured_image((256, 256), i), pixel_size=1.2)
+        for i, name in enumerate(["x.mrc", "x.mrcs", "y.mrc", "y.MRC"])
+    ]
     result = cli_process("preprocess", *files, "--out", tmp_path / "cache", "--no-progress", timeout=120)
     assert result.returncode == 0, result.stderr
     ids = read_micrographs([str(p) for p in files])["micrograph"].tolist()
@@ -177,12 +190,15 @@ def test_same_stem_files_get_distinct_ids_and_entries(tmp_path):
     assert sorted(p.stem for p in (tmp_path / "cache").glob("*.npy")) == sorted(ids)
 
 
-@pytest.mark.parametrize("paths", [
-    ["/d/a/x.mrc", "/d/a/x.mrcs", "/d/a/x.map"],
-    ["/y.mrc", "/y.MRC", "/Y.mrc"],
-    ["/a/b/c.mrc", "/a/B/c.mrc", "/A/b/c.mrc"],
-    ["/p/q.mrc", "/q.mrc", "/p/p/q.mrc"],
-])
+@pytest.mark.parametrize(
+    "paths",
+    [
+        ["/d/a/x.mrc", "/d/a/x.mrcs", "/d/a/x.map"],
+        ["/y.mrc", "/y.MRC", "/Y.mrc"],
+        ["/a/b/c.mrc", "/a/B/c.mrc", "/A/b/c.mrc"],
+        ["/p/q.mrc", "/q.mrc", "/p/p/q.mrc"],
+    ],
+)
 def test_id_generation_terminates_with_distinct_ids(paths):
     ids = unique_ids(paths)
     assert len(ids) == len(paths) and len({i.casefold() for i in ids}) == len(paths)

@@ -38,8 +38,11 @@ def model_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
     module = timm.create_model("convnext_atto", pretrained=False, in_chans=2, num_classes=11).eval()
-    files = {"state_dict": folder / "good.pth", "torchscript": folder / "good.pt",
-             "checkpoint": folder / "good.safetensors"}
+    files = {
+        "state_dict": folder / "good.pth",
+        "torchscript": folder / "good.pt",
+        "checkpoint": folder / "good.safetensors",
+    }
     torch.save(module.state_dict(), files["state_dict"])
     save_torchscript(module, files["torchscript"])
     save_checkpoint(module, files["checkpoint"], "convnext_atto", PreprocessConfig())
@@ -57,8 +60,22 @@ def model_files(tmp_path_factory):
 def _infer(capsys, dataset, model: Path, tmp_path: Path):
     table, cache = dataset
     out = tmp_path / "predictions.tsv"
-    outcome = cli(capsys, "infer", table, "--cache", cache, "--model", model, "--arch", "convnext_atto",
-                  "--device", "cpu", "--out", out, "--no-progress")
+    outcome = cli(
+        capsys,
+        "infer",
+        table,
+        "--cache",
+        cache,
+        "--model",
+        model,
+        "--arch",
+        "convnext_atto",
+        "--device",
+        "cpu",
+        "--out",
+        out,
+        "--no-progress",
+    )
     return outcome, out
 
 
@@ -104,8 +121,9 @@ def _damaged(name: str, good: dict[str, Path], folder: Path) -> tuple[Path, str]
         path.mkdir()
         return path, "model file not found"
     if name.startswith("truncated"):
-        source = good[{"truncated.pt": "torchscript", "truncated.pth": "state_dict",
-                       "truncated.safetensors": "checkpoint"}[name]].read_bytes()
+        source = good[
+            {"truncated.pt": "torchscript", "truncated.pth": "state_dict", "truncated.safetensors": "checkpoint"}[name]
+        ].read_bytes()
         path.write_bytes(source[: len(source) // 2])
         return path, {"truncated.safetensors": "damaged safetensors file"}.get(name, "not a model file")
     metadata = {
@@ -114,26 +132,48 @@ def _damaged(name: str, good: dict[str, Path], folder: Path) -> tuple[Path, str]
         "list_metadata.safetensors": {"miffi": "[1, 2]"},
         "no_arch.safetensors": {"miffi": json.dumps({"labels": {}, "preprocess": {}})},
         "wrong_types.safetensors": {"miffi": json.dumps({"arch": 3, "labels": [], "preprocess": "x"})},
-        "bad_preprocess.safetensors": {"miffi": json.dumps({
-            "arch": "convnext_atto", "labels": {"film": ["no_film", "minor_film", "major_film", "film"],
-                                                "drift": ["no_crack_drift", "crack_drift_empty"],
-                                                "crystallinity": ["not_crystalline", "minor_crystalline",
-                                                                  "major_crystalline"],
-                                                "contamination": ["minor_contamination", "major_contamination"]},
-            "preprocess": {"no_such_setting": 1}})},
+        "bad_preprocess.safetensors": {
+            "miffi": json.dumps(
+                {
+                    "arch": "convnext_atto",
+                    "labels": {
+                        "film": ["no_film", "minor_film", "major_film", "film"],
+                        "drift": ["no_crack_drift", "crack_drift_empty"],
+                        "crystallinity": ["not_crystalline", "minor_crystalline", "major_crystalline"],
+                        "contamination": ["minor_contamination", "major_contamination"],
+                    },
+                    "preprocess": {"no_such_setting": 1},
+                }
+            )
+        },
     }[name]
     path.write_bytes(_safetensors_with(metadata))
-    expected = {"no_metadata.safetensors": "without miffi metadata", "bad_json.safetensors": "not valid JSON",
-                "list_metadata.safetensors": "is not a mapping", "no_arch.safetensors": "lacks arch",
-                "wrong_types.safetensors": "of the wrong type",
-                "bad_preprocess.safetensors": "preprocessing config is not usable"}[name]
+    expected = {
+        "no_metadata.safetensors": "without miffi metadata",
+        "bad_json.safetensors": "not valid JSON",
+        "list_metadata.safetensors": "is not a mapping",
+        "no_arch.safetensors": "lacks arch",
+        "wrong_types.safetensors": "of the wrong type",
+        "bad_preprocess.safetensors": "preprocessing config is not usable",
+    }[name]
     return path, expected
 
 
-DAMAGED = ["empty.pt", "random.pt", "text.pth", "folder.pt", "truncated.pt", "truncated.pth",
-           "truncated.safetensors", "no_metadata.safetensors", "bad_json.safetensors",
-           "list_metadata.safetensors", "no_arch.safetensors", "wrong_types.safetensors",
-           "bad_preprocess.safetensors"]
+DAMAGED = [
+    "empty.pt",
+    "random.pt",
+    "text.pth",
+    "folder.pt",
+    "truncated.pt",
+    "truncated.pth",
+    "truncated.safetensors",
+    "no_metadata.safetensors",
+    "bad_json.safetensors",
+    "list_metadata.safetensors",
+    "no_arch.safetensors",
+    "wrong_types.safetensors",
+    "bad_preprocess.safetensors",
+]
 
 
 @pytest.mark.parametrize("name", DAMAGED)

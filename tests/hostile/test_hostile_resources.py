@@ -16,8 +16,9 @@ def _mount(target: Path, options: str) -> None:
     target.mkdir(parents=True, exist_ok=True)
     if not is_root():
         pytest.skip("needs root to mount a real tmpfs (full / read-only file systems)")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)], capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)], capture_output=True, text=True
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()})")
 
@@ -58,8 +59,11 @@ def _no_half_written(folder: Path) -> None:
 def test_full_disk_stops_the_run_with_one_line(inputs, full_disk, capsys, command):
     before = checksums(inputs)
     out = full_disk / "out"
-    argv = ["preprocess", inputs, "--out", out] if command == "preprocess" else \
-        ["run", "--input", inputs, "--outdir", out, "--device", "cpu"]
+    argv = (
+        ["preprocess", inputs, "--out", out]
+        if command == "preprocess"
+        else ["run", "--input", inputs, "--outdir", out, "--device", "cpu"]
+    )
     outcome = cli(capsys, *argv, "--no-progress")
     line = one_error_line(outcome.err)
     assert outcome.code == 2
@@ -79,12 +83,18 @@ def test_full_disk_exit_code_of_the_process(inputs, full_disk):
 def test_read_only_output_folder(inputs, read_only, capsys, tmp_path, command):
     results = tmp_path / "results.tsv"
     if command in ("export", "report"):
-        assert cli(capsys, "run", "--input", inputs / "m0.mrc", "--outdir", tmp_path, "--device", "cpu",
-                   "--no-progress").code == 0
-    argv = {"preprocess": ["preprocess", inputs, "--out", read_only / "cache", "--no-progress"],
-            "run": ["run", "--input", inputs, "--outdir", read_only / "out", "--device", "cpu", "--no-progress"],
-            "export": ["export", results, "--outdir", read_only / "export"],
-            "report": ["report", "--results", results, "--out", read_only / "report.html"]}[command]
+        assert (
+            cli(
+                capsys, "run", "--input", inputs / "m0.mrc", "--outdir", tmp_path, "--device", "cpu", "--no-progress"
+            ).code
+            == 0
+        )
+    argv = {
+        "preprocess": ["preprocess", inputs, "--out", read_only / "cache", "--no-progress"],
+        "run": ["run", "--input", inputs, "--outdir", read_only / "out", "--device", "cpu", "--no-progress"],
+        "export": ["export", results, "--outdir", read_only / "export"],
+        "report": ["report", "--results", results, "--out", read_only / "report.html"],
+    }[command]
     outcome = cli(capsys, *argv)
     line = one_error_line(outcome.err)
     assert outcome.code == 2 and "is on a read-only file system" in line and str(read_only) in line, line

@@ -27,10 +27,17 @@ def project(tmp_path_factory):
     for i in range(3):
         write_mrc(root / "Movies" / f"m{i}.mrc", structured_image((256, 256), i), pixel_size=1.2)
     star = root / "micrographs.star"
-    starfile.write({"optics": pd.DataFrame({"rlnOpticsGroup": [1], "rlnOpticsGroupName": ["g1"],
-                                            "rlnMicrographPixelSize": [1.2]}),
-                    "micrographs": pd.DataFrame({"rlnMicrographName": [f"Movies/m{i}.mrc" for i in range(3)],
-                                                 "rlnOpticsGroup": [1, 1, 1]})}, star)
+    starfile.write(
+        {
+            "optics": pd.DataFrame(
+                {"rlnOpticsGroup": [1], "rlnOpticsGroupName": ["g1"], "rlnMicrographPixelSize": [1.2]}
+            ),
+            "micrographs": pd.DataFrame(
+                {"rlnMicrographName": [f"Movies/m{i}.mrc" for i in range(3)], "rlnOpticsGroup": [1, 1, 1]}
+            ),
+        },
+        star,
+    )
     return root
 
 
@@ -40,27 +47,44 @@ def _windows(text: str) -> bytes:
 
 # ---- tables that cannot be used: one line naming the file and the problem -----------------
 
+
 def _bad_tables(root: Path) -> dict[str, tuple[Path, str]]:
     clean = (root / "micrographs.star").read_text()
     header = clean[: clean.index("Movies/m0.mrc")]
     cases = {
         "star without rows": ("empty.star", header, "has no rows (no micrographs)"),
         "star cut mid-row": ("cut.star", clean.rstrip()[:-3], "fields (the file is cut off or damaged)"),
-        "star of coordinates": ("coords.star", "data_\nloop_\n_rlnCoordinateX\n1\n",
-                                "holds the particle coordinates of one micrograph: give the micrographs star"),
-        "star without micrograph column": ("other.star", "data_\nloop_\n_rlnAngleRot\n1\n",
-                                           "no data block with a rlnMicrographName column"),
+        "star of coordinates": (
+            "coords.star",
+            "data_\nloop_\n_rlnCoordinateX\n1\n",
+            "holds the particle coordinates of one micrograph: give the micrographs star",
+        ),
+        "star without micrograph column": (
+            "other.star",
+            "data_\nloop_\n_rlnAngleRot\n1\n",
+            "no data block with a rlnMicrographName column",
+        ),
         "star with unbalanced quote": ("quote.star", header + "'Movies/m0.mrc 1\n", "not a readable star file"),
         "star that is binary": ("binary.star", gzip.compress(clean.encode()), "is not a UTF-8 star file"),
-        "star with bad optics group": ("optics.star", clean.replace("m1.mrc\t1\n", "m1.mrc\tone\n"),
-                                       "unreadable optics group or rlnMicrographPixelSize values"),
-        "list that is binary": ("binary.txt", b"\x00\xff\xfe" * 50, "is not a UTF-8 list of micrograph paths (undecodable byte"),
+        "star with bad optics group": (
+            "optics.star",
+            clean.replace("m1.mrc\t1\n", "m1.mrc\tone\n"),
+            "unreadable optics group or rlnMicrographPixelSize values",
+        ),
+        "list that is binary": (
+            "binary.txt",
+            b"\x00\xff\xfe" * 50,
+            "is not a UTF-8 list of micrograph paths (undecodable byte",
+        ),
         "list without paths": ("comments.txt", "# nothing\n\n", "list contains no micrograph paths"),
         "csg that is not YAML": ("bad.csg", "results: [unclosed\n", "not valid YAML at line"),
         "csg that is a list": ("list.csg", "- a\n- b\n", "must be a mapping of NAME: VALUE lines, not a list"),
         "csg without results": ("nores.csg", "group: {}\n", "no 'results' section"),
-        "csg pointing at a missing cs": ("missing.csg", "results:\n  micrograph_blob:\n    metafile: '>gone.cs'\n",
-                                         "refers to a missing .cs file"),
+        "csg pointing at a missing cs": (
+            "missing.csg",
+            "results:\n  micrograph_blob:\n    metafile: '>gone.cs'\n",
+            "refers to a missing .cs file",
+        ),
         "cs with a lying header": ("liar.cs", None, "truncated or damaged: its header claims 1000000000 rows"),
         "cs that is text": ("text.cs", "hello\n", "not a readable cryoSPARC .cs file"),
         "missing input": ("nothing.star", None, "file not found"),
@@ -84,10 +108,22 @@ def _bad_tables(root: Path) -> dict[str, tuple[Path, str]]:
 
 
 BAD_TABLES = [
-    "star without rows", "star cut mid-row", "star without micrograph column", "star with unbalanced quote",
-    "star that is binary", "star with bad optics group", "list that is binary", "list without paths",
-    "csg that is not YAML", "csg that is a list", "csg without results", "csg pointing at a missing cs",
-    "cs with a lying header", "cs that is text", "missing input"]
+    "star without rows",
+    "star cut mid-row",
+    "star without micrograph column",
+    "star with unbalanced quote",
+    "star that is binary",
+    "star with bad optics group",
+    "list that is binary",
+    "list without paths",
+    "csg that is not YAML",
+    "csg that is a list",
+    "csg without results",
+    "csg pointing at a missing cs",
+    "cs with a lying header",
+    "cs that is text",
+    "missing input",
+]
 
 
 @pytest.fixture(scope="module")
@@ -109,21 +145,36 @@ def test_unusable_table_is_one_line_naming_it(bad_tables, project, capsys, tmp_p
 
 # ---- settings files ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("content, expected", [
-    ("drift_anisotropy: [0.1\n", "not valid YAML at line"),
-    ("- 0.1\n- 0.2\n", "must be a mapping of NAME: VALUE lines, not a list"),
-    ("just a sentence\n", "must be a mapping of NAME: VALUE lines, not a str"),
-    ("drift_anisotropy: fast\n", "threshold drift_anisotropy: 'fast' is not a finite number"),
-    ("drift_anisotropy: .nan\n", "is not a finite number"),
-    ("drift_anisotropy: true\n", "is not a finite number"),
-    ("no_such_threshold: 1\n", "unknown weight-free threshold(s) ['no_such_threshold']"),
-])
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("drift_anisotropy: [0.1\n", "not valid YAML at line"),
+        ("- 0.1\n- 0.2\n", "must be a mapping of NAME: VALUE lines, not a list"),
+        ("just a sentence\n", "must be a mapping of NAME: VALUE lines, not a str"),
+        ("drift_anisotropy: fast\n", "threshold drift_anisotropy: 'fast' is not a finite number"),
+        ("drift_anisotropy: .nan\n", "is not a finite number"),
+        ("drift_anisotropy: true\n", "is not a finite number"),
+        ("no_such_threshold: 1\n", "unknown weight-free threshold(s) ['no_such_threshold']"),
+    ],
+)
 def test_bad_thresholds_file_is_one_line_naming_it(tmp_path, capsys, content, expected):
     thresholds = tmp_path / "thresholds.yaml"
     thresholds.write_text(content)
     table = tmp_path / "t.micrographs.tsv"
-    outcome = cli(capsys, "combine", table, "--cache", tmp_path, "--predictions", tmp_path / "p.tsv",
-                  "--thresholds", thresholds, "--out", tmp_path / "results.tsv")
+    outcome = cli(
+        capsys,
+        "combine",
+        table,
+        "--cache",
+        tmp_path,
+        "--predictions",
+        tmp_path / "p.tsv",
+        "--thresholds",
+        thresholds,
+        "--out",
+        tmp_path / "results.tsv",
+    )
     line = one_error_line(outcome.err)
     assert outcome.code == 2 and str(thresholds) in line and expected in line, line
 
@@ -137,6 +188,7 @@ def test_bad_simulation_settings_file_is_one_line(tmp_path, capsys):
 
 
 # ---- Windows / Excel text ------------------------------------------------------------------
+
 
 def test_star_with_bom_and_crlf_reads_like_the_clean_one(project, tmp_path):
     windows = tmp_path / "windows.star"
@@ -157,9 +209,11 @@ def test_list_with_bom_and_crlf(project, tmp_path):
 
 @pytest.mark.parametrize("separator", [",", "\t"])
 def test_label_csv_with_bom_and_crlf(tmp_path, separator):
-    rows = [["micrograph", "film", "drift", "crystallinity", "contamination"],
-            ["NA.mrc", "no_film", "no_crack_drift", "not_crystalline", "minor_contamination"],
-            ["m1.mrc", "film", "crack_drift_empty", "major_crystalline", "major_contamination"]]
+    rows = [
+        ["micrograph", "film", "drift", "crystallinity", "contamination"],
+        ["NA.mrc", "no_film", "no_crack_drift", "not_crystalline", "minor_contamination"],
+        ["m1.mrc", "film", "crack_drift_empty", "major_crystalline", "major_contamination"],
+    ]
     labels = tmp_path / "labels.csv"
     labels.write_bytes(_windows("".join(separator.join(r) + "\n" for r in rows)))
     table = read_labels(labels)
@@ -168,15 +222,18 @@ def test_label_csv_with_bom_and_crlf(tmp_path, separator):
 
 
 def test_label_star_with_bom_and_crlf(tmp_path):
-    text = ("data_labels\n\nloop_\n_rlnMicrographName #1\n_rlnMiffiFilm #2\n_rlnMiffiDrift #3\n"
-            "_rlnMiffiCrystallinity #4\n_rlnMiffiContamination #5\n"
-            "a.mrc no_film no_crack_drift not_crystalline minor_contamination\n")
+    text = (
+        "data_labels\n\nloop_\n_rlnMicrographName #1\n_rlnMiffiFilm #2\n_rlnMiffiDrift #3\n"
+        "_rlnMiffiCrystallinity #4\n_rlnMiffiContamination #5\n"
+        "a.mrc no_film no_crack_drift not_crystalline minor_contamination\n"
+    )
     labels = tmp_path / "labels.star"
     labels.write_bytes(_windows(text))
     assert read_labels(labels)["good"].tolist() == [True]
 
 
 # ---- entries outside the project -----------------------------------------------------------
+
 
 @pytest.mark.parametrize("entry", ["../../../../etc/passwd", "Movies/../../outside.mrc", "/etc/passwd"])
 @pytest.mark.parametrize("kind", ["star", "cs"])
@@ -228,18 +285,34 @@ NAMES = ["NA", "null", "nan", "None", "N/A", "1e3", "007", "TRUE", "-"]
 
 
 def test_names_like_missing_values_keep_their_ids_through_the_stages(tmp_path, capsys):
-    mics = [write_mrc(tmp_path / "mics" / f"{name.replace('/', '_')}.mrc", structured_image((256, 256), i),
-                      pixel_size=1.2) for i, name in enumerate(NAMES)]
+    mics = [
+        write_mrc(tmp_path / "mics" / f"{name.replace('/', '_')}.mrc", structured_image((256, 256), i), pixel_size=1.2)
+        for i, name in enumerate(NAMES)
+    ]
     ids = [p.stem for p in mics]
     table = tmp_path / "ds.micrographs.tsv"
     assert cli(capsys, "intake", *mics, "--out", table).code == 0
     assert read_tsv(table, ["micrograph"])["micrograph"].tolist() == ids
     assert cli(capsys, "preprocess", table, "--out", tmp_path / "cache", "--no-progress").code == 0
-    assert cli(capsys, "infer", table, "--cache", tmp_path / "cache", "--out", tmp_path / "p.tsv",
-               "--no-progress").code == 0
+    assert (
+        cli(capsys, "infer", table, "--cache", tmp_path / "cache", "--out", tmp_path / "p.tsv", "--no-progress").code
+        == 0
+    )
     results = tmp_path / "results.tsv"
-    assert cli(capsys, "combine", table, "--cache", tmp_path / "cache", "--predictions", tmp_path / "p.tsv",
-               "--out", results).code == 0
+    assert (
+        cli(
+            capsys,
+            "combine",
+            table,
+            "--cache",
+            tmp_path / "cache",
+            "--predictions",
+            tmp_path / "p.tsv",
+            "--out",
+            results,
+        ).code
+        == 0
+    )
     assert read_tsv(results, ["micrograph"])["micrograph"].tolist() == ids
     results.with_suffix(".parquet").unlink()  # the TSV alone (hand-kept copies) reads the same
     from miffi.pipeline import read_results

@@ -32,8 +32,9 @@ BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 RUN_MAIN = ROOT / "scripts" / "run-main.sh"
 
-pytestmark = pytest.mark.skipif(shutil.which("snakemake", path=str(BIN)) is None,
-                                reason="snakemake is not installed in this environment")
+pytestmark = pytest.mark.skipif(
+    shutil.which("snakemake", path=str(BIN)) is None, reason="snakemake is not installed in this environment"
+)
 
 #: Each would create a file MARKER if a shell ever read it as code (the last one closes a
 #: hand-written '...' around the value).
@@ -47,18 +48,49 @@ PAYLOADS = {
 }
 #: Micrograph file stems: braces (Snakemake wildcards), pandas' NaN/number spellings, a space,
 #: a leading dash, glob characters, and every payload.
-ODD_NAMES = ["a{b}", "a{dataset}", "{x,y}", "NA", "null", "nan", "None", "1e3", "007", "x y", "-lead",
-             "e[1]", *PAYLOADS.values()]
+ODD_NAMES = [
+    "a{b}",
+    "a{dataset}",
+    "{x,y}",
+    "NA",
+    "null",
+    "nan",
+    "None",
+    "1e3",
+    "007",
+    "x y",
+    "-lead",
+    "e[1]",
+    *PAYLOADS.values(),
+]
 MISSING = "missing $(touch MARKER)"
 LABEL_COLUMN = f"good {PAYLOADS['subst']}"
-BAD_NAMES = [("datasets", "a b"), ("datasets", PAYLOADS["subst"]), ("datasets", "../up"), ("datasets", "x{y}"),
-             ("train", "m;touch MARKER")]
+BAD_NAMES = [
+    ("datasets", "a b"),
+    ("datasets", PAYLOADS["subst"]),
+    ("datasets", "../up"),
+    ("datasets", "x{y}"),
+    ("train", "m;touch MARKER"),
+]
 
 
 def snakemake(workdir: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory",
-                           str(workdir), "--cores", "2", *extra], capture_output=True, text=True, env=ENV,
-                          timeout=300)
+    return subprocess.run(
+        [
+            str(BIN / "snakemake"),
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--cores",
+            "2",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
 
 
 def run_main(*args: str) -> subprocess.CompletedProcess:
@@ -71,8 +103,11 @@ def markers(*folders: Path) -> list[Path]:
 
 
 def digests(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def read_tsv(path: Path) -> pd.DataFrame:
@@ -90,8 +125,9 @@ def output(result: subprocess.CompletedProcess) -> str:
 def venv_current() -> bool:
     """run-main.sh first runs setup-venv.sh, which reinstalls .venv unless its stamp is current."""
     stamp = ROOT / ".venv" / ".miffi-installed"
-    want = hashlib.sha256(b"".join((ROOT / f).read_bytes() for f in
-                                   ("pyproject.toml", "constraints.txt", "scripts/setup-venv.sh"))).hexdigest()[:16]
+    want = hashlib.sha256(
+        b"".join((ROOT / f).read_bytes() for f in ("pyproject.toml", "constraints.txt", "scripts/setup-venv.sh"))
+    ).hexdigest()[:16]
     return stamp.is_file() and stamp.read_text().strip() == want and shutil.which("flock") is not None
 
 
@@ -147,26 +183,59 @@ def hostile(sim, tmp_path_factory):
     for i, name in enumerate(ODD_NAMES):
         shutil.copyfile(sources[i % len(sources)], folder / f"{name}.mrc")
         source_of[name] = sources[i % len(sources)].stem
-    listed = [str((folder / f"{name}.mrc").relative_to(project)) for name in source_of] + [f"Krios 2 data/{MISSING}.mrc"]
+    listed = [str((folder / f"{name}.mrc").relative_to(project)) for name in source_of] + [
+        f"Krios 2 data/{MISSING}.mrc"
+    ]
     mics = Path(f"lists {PAYLOADS['semicolon']}") / f"mics {PAYLOADS['dquote']}.txt"
     (work / mics).parent.mkdir()
     (work / mics).write_text("".join(f"{line}\n" for line in listed))
     labels = project / "Krios 2 data" / f"labels {PAYLOADS['squote']}.csv"
-    pd.DataFrame({"micrograph": [s.stem for s in sources],
-                  LABEL_COLUMN: ["good", "bad"] * (len(sources) // 2)}).to_csv(labels, index=False)
+    pd.DataFrame({"micrograph": [s.stem for s in sources], LABEL_COLUMN: ["good", "bad"] * (len(sources) // 2)}).to_csv(
+        labels, index=False
+    )
     model = work / f"models {PAYLOADS['unquote']}" / f"m {PAYLOADS['dquote']}.pt"
     model.parent.mkdir()
     torch.manual_seed(0)
     save_torchscript(timm.create_model("convnext_atto", pretrained=False, in_chans=2, num_classes=11).eval(), model)
-    outdir = "/".join([f"out {PAYLOADS['subst']}", PAYLOADS["backtick"], PAYLOADS["semicolon"], PAYLOADS["squote"],
-                       PAYLOADS["dquote"], PAYLOADS["unquote"]])
-    write_config(work, {"outdir": outdir, "datasets": {"ds-1.x": {
-        "input": [str(mics)], "project_dir": str(project), "labels": str(labels), "label_column": LABEL_COLUMN,
-        "model": str(model), "arch": "convnext_atto", "chunks": 1, "device": "cpu"}}})
+    outdir = "/".join(
+        [
+            f"out {PAYLOADS['subst']}",
+            PAYLOADS["backtick"],
+            PAYLOADS["semicolon"],
+            PAYLOADS["squote"],
+            PAYLOADS["dquote"],
+            PAYLOADS["unquote"],
+        ]
+    )
+    write_config(
+        work,
+        {
+            "outdir": outdir,
+            "datasets": {
+                "ds-1.x": {
+                    "input": [str(mics)],
+                    "project_dir": str(project),
+                    "labels": str(labels),
+                    "label_column": LABEL_COLUMN,
+                    "model": str(model),
+                    "arch": "convnext_atto",
+                    "chunks": 1,
+                    "device": "cpu",
+                }
+            },
+        },
+    )
     before = {"work": digests(work), "sim": digests(sim)}
     result = snakemake(work)
-    return {"work": work, "out": work / outdir / "ds-1.x", "folder": folder, "model": model, "result": result,
-            "source_of": source_of, "before": before}
+    return {
+        "work": work,
+        "out": work / outdir / "ds-1.x",
+        "folder": folder,
+        "model": model,
+        "result": result,
+        "source_of": source_of,
+        "before": before,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +245,7 @@ def hostile_results(hostile) -> pd.DataFrame:
 
 
 # --- one run with payloads everywhere: it succeeds, runs none, changes no input ---------------
+
 
 def test_hostile_run_succeeds_and_runs_no_payload(hostile, sim):
     assert hostile["result"].returncode == 0, output(hostile["result"])[-3000:]
@@ -226,9 +296,11 @@ def test_exports_list_every_micrograph_under_the_hostile_outdir(hostile, hostile
 
 # --- payloads in values that must be valid: the run fails, naming the value ---------------------
 
+
 @pytest.fixture
 def rerun(reference, sim, tmp_path):
     """A copy of the reference run with changed dataset settings, run again."""
+
     def run(**changes):
         work = tmp_path / "work"
         shutil.copytree(reference, work, symlinks=True)
@@ -240,11 +312,20 @@ def rerun(reference, sim, tmp_path):
         assert markers(work, sim, tmp_path) == []
         assert digests(sim) == before
         return work / "out" / "ds" / "logs", result
+
     return run
 
 
-@pytest.mark.parametrize("key, setting", [("subst", "rule"), ("semicolon", "rule"), ("unquote", "rule"),
-                                          ("backtick", "bad_threshold"), ("squote", "bad_threshold")])
+@pytest.mark.parametrize(
+    "key, setting",
+    [
+        ("subst", "rule"),
+        ("semicolon", "rule"),
+        ("unquote", "rule"),
+        ("backtick", "bad_threshold"),
+        ("squote", "bad_threshold"),
+    ],
+)
 def test_rule_and_threshold_payloads_fail_at_load_naming_the_key(rerun, key, setting):
     payload = PAYLOADS[key]
     _, result = rerun(**{setting: payload})
@@ -270,6 +351,7 @@ def test_model_payload_path_that_is_no_model_fails_naming_it(rerun, tmp_path):
 
 # --- names that are folder names and wildcards: refused at load, named --------------------------
 
+
 @pytest.mark.parametrize(("section", "name"), BAD_NAMES, ids=[f"{s}:{n}" for s, n in BAD_NAMES])
 def test_bad_dataset_or_model_name_is_refused_by_name(tmp_path, section, name):
     dataset = "ds" if section == "train" else name
@@ -291,6 +373,7 @@ def test_outdir_with_braces_is_refused_by_name(tmp_path):
 
 # --- kill -9, then the README's main command again -----------------------------------------------
 
+
 def same_exports(first: Path, second: Path) -> None:
     """Byte-identical exports but for creation times (star, csg) and cryoSPARC's fresh uids."""
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
@@ -301,9 +384,12 @@ def same_exports(first: Path, second: Path) -> None:
             x, y = np.load(a), np.load(b)
             assert x.dtype == y.dtype and all(np.array_equal(x[f], y[f]) for f in x.dtype.names if f != "uid")
         else:
+
             def text(p):
-                return [line for line in p.read_text().splitlines()
-                        if not line.startswith(("# Created by", "created:"))]
+                return [
+                    line for line in p.read_text().splitlines() if not line.startswith(("# Created by", "created:"))
+                ]
+
             assert text(a) == text(b), name
 
 
@@ -313,8 +399,13 @@ def test_kill_9_mid_run_then_run_main_gives_the_uninterrupted_results(reference,
     work.mkdir()
     write_config(work, plain_config(sim))
     with open(tmp_path / "first.log", "w") as log:
-        first = subprocess.Popen([str(RUN_MAIN), "--directory", str(work)], stdout=log, stderr=subprocess.STDOUT,
-                                 env=ENV, start_new_session=True)
+        first = subprocess.Popen(
+            [str(RUN_MAIN), "--directory", str(work)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=ENV,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 180
     while not list((work / "out" / "ds" / "logs").glob("preprocess_*.log")):
         assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()

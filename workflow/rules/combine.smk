@@ -1,22 +1,22 @@
 rule combine:
-    """Predictions of all chunks → results.tsv (labels, categories, metrics, CTF baseline)."""
+    """Predictions of all chunks → results.tsv (labels, categories, metrics, CTF baseline)
+    and predictions.tsv (every square's probabilities), each with a Parquet copy."""
     input:
         table=f"{OUT}/{{dataset}}/micrographs.micrographs.tsv",
-        predictions=lambda w: expand(f"{OUT}/{w.dataset}/predictions/chunk_{{chunk}}.tsv", chunk=chunks(w.dataset)),
+        predictions=chunk_predictions,
     output:
         results=f"{OUT}/{{dataset}}/results.tsv",
-        parquet=f"{OUT}/{{dataset}}/results.parquet",
+        results_parquet=f"{OUT}/{{dataset}}/results.parquet",
+        predictions=f"{OUT}/{{dataset}}/predictions.tsv",
+        predictions_parquet=f"{OUT}/{{dataset}}/predictions.parquet",
     log:
         f"{OUT}/{{dataset}}/logs/combine.log",
     conda:
         "../../envs/miffi.yaml"
     params:
-        cache=lambda w: f"{OUT}/{w.dataset}/cache",
-        model=lambda w: option("model", model_path(w)),
-        rule=lambda w: setting(w, "rule"),
-        good=lambda w: setting(w, "good_threshold"),
-        bad=lambda w: setting(w, "bad_threshold"),
+        cache=cache_dir,
+        model=model_option,
+        options=combine_options,
     shell:
         "miffi combine {input.table:q} --cache={params.cache:q} --out={output.results:q} {params.model:q} "
-        "--rule={params.rule:q} --good-threshold={params.good:q} --bad-threshold={params.bad:q} "
-        "--predictions {input.predictions:q} > {log:q} 2>&1"
+        "{params.options:q} --predictions {input.predictions:q} > {log:q} 2>&1"

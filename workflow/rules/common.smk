@@ -14,6 +14,7 @@ from snakemake.utils import validate
 
 sys.path.append(workflow.basedir)  # the miffi beside the Snakefile, for a Snakemake without it (--use-conda)
 from miffi.classify.combine import group_rules, parse_thresholds  # light: no torch at load
+from miffi.classify import registry  # the published models (light: no torch)
 
 #: Dataset and model names: they are folder names, wildcards and report titles.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -127,17 +128,46 @@ def chunk_micrographs(wildcards):
     return [path for path in carried(table["path"]) if os.path.exists(path)]
 
 
-def model_path(wildcards):
-    """The dataset's model file: a path, or `trained:NAME` for a model the workflow trains."""
-    model = setting(wildcards, "model")
+def model_file(dataset):
+    """The dataset's model file: a path; `trained:NAME` for a model the workflow trains; or a
+    published model's name (`miffi_v1`) for its downloaded file in the models folder
+    ($MIFFI_MODELS, default models/; a missing download stops the plan, naming the
+    `miffi download` command)."""
+    model = DATASETS[dataset].get("model")
     if model and model.startswith(TRAINED):
         return f"{OUT}/models/{model[len(TRAINED):]}/best.safetensors"
+    if registry.is_model_name(model):
+        try:
+            return str(registry.resolve_model(model))
+        except registry.ModelError as error:
+            raise ValueError(f"datasets.{dataset}.model: {error}") from None
     return model
+
+
+def model_path(wildcards):
+    return model_file(wildcards.dataset)
 
 
 def model_input(wildcards):
     model = model_path(wildcards)
     return carried([model]) if model else []
+
+
+def published_model(dataset):
+    """The registry entry of the dataset's model when it names a published one, else None."""
+    model = DATASETS[dataset].get("model")
+    return registry.get_model(model) if registry.is_model_name(model) else None
+
+
+# A published model says its input channels; a dataset's `channels` may only repeat them.
+for _name in DATASETS:
+    _published = published_model(_name)
+    _channels = DATASETS[_name].get("channels")
+    if _published and _channels is not None and _channels != _published.channels:
+        raise ValueError(
+            f"datasets.{_name}.channels: {_channels} does not fit model {_published.name!r}, which takes "
+            f"{_published.channels} channel(s); leave `channels` out for a published model"
+        )
 
 
 def model_options(wildcards):
@@ -185,3 +215,145 @@ def train_options(wildcards):
 
 def chunks(dataset):
     return range(DATASETS[dataset]["chunks"])
+
+
+# Folders, inputs, params and resources the rules name (one function each, no lambdas in rules).
+
+
+def dataset_dir(wildcards):
+    """The dataset's output folder."""
+    return f"{OUT}/{wildcards.dataset}"
+
+
+def simulated_dir(wildcards):
+    """Where `miffi simulate` writes the dataset's micrographs, star file and labels."""
+    return f"{dataset_dir(wildcards)}/simulated"
+
+
+def simulate_options(wildcards):
+    """`--n`, `--detector` and `--seed` of the dataset's `simulate` section."""
+    settings = setting(wildcards, "simulate")
+    return [
+        f"--n={settings['n']}",
+        f"--detector={settings.get('detector', '1024x1024@1.0')}",
+        f"--seed={settings.get('seed', 0)}",
+    ]
+
+
+def chunk_count(wildcards):
+    """How many chunks the dataset's micrographs are split into."""
+    return setting(wildcards, "chunks")
+
+
+def chunk_dir(wildcards):
+    """The folder of the chunk tables intake writes."""
+    return f"{dataset_dir(wildcards)}/chunks"
+
+
+def intake_options(wildcards):
+    """The project folder, pixel size and outside-project options of the dataset's intake."""
+    outside = ["--allow-outside-project"] if setting(wildcards, "allow_outside_project") else []
+    project_dir = option("project-dir", setting(wildcards, "project_dir"))
+    return project_dir + option("pixel-size", setting(wildcards, "pixel_size")) + outside
+
+
+def cache_dir(wildcards):
+    """The dataset's tensor cache (written by preprocess, read by infer, combine and report)."""
+    return f"{dataset_dir(wildcards)}/cache"
+
+
+def dataset_channels(wildcards):
+    """Input channels of the dataset's tensors: 2 (image + power spectrum) or 1 (image only):
+    a published model's own; else the dataset's `channels` (default 2)."""
+    published = published_model(wildcards.dataset)
+    if published:
+        return published.channels
+    channels = setting(wildcards, "channels")
+    return 2 if channels is None else channels
+
+
+def dataset_device(wildcards):
+    """The dataset's inference device: auto, cpu, cuda or cuda:N."""
+    return setting(wildcards, "device")
+
+
+def dataset_gpus(wildcards):
+    """GPUs an inference job asks for: none when the dataset's device is cpu."""
+    return 0 if dataset_device(wildcards) == "cpu" else 1
+
+
+def chunk_predictions(wildcards):
+    """The per-square predictions of every chunk of the dataset (the infer outputs)."""
+    return expand(f"{dataset_dir(wildcards)}/predictions/chunk_{{chunk}}.tsv", chunk=chunks(wildcards.dataset))
+
+
+def model_option(wildcards):
+    """`--model=PATH` for a dataset with a model; none for the weight-free classifier."""
+    return option("model", model_path(wildcards))
+
+
+def combine_options(wildcards):
+    """The dataset's combination rule and good/bad thresholds."""
+    return [
+        f"--rule={setting(wildcards, 'rule')}",
+        f"--good-threshold={setting(wildcards, 'good_threshold')}",
+        f"--bad-threshold={setting(wildcards, 'bad_threshold')}",
+    ]
+
+
+def export_formats(wildcards):
+    """The dataset's export formats, comma-separated (`relion,cryosparc,list`)."""
+    return ",".join(setting(wildcards, "formats"))
+
+
+def label_column_option(wildcards):
+    """`--label-column=NAME` when the dataset names the column of its labels file."""
+    return option("label-column", setting(wildcards, "label_column"))
+
+
+def evaluation_dir(wildcards):
+    """The folder `miffi evaluate` writes the dataset's accuracy into."""
+    return f"{dataset_dir(wildcards)}/evaluation"
+
+
+def dataset_evaluation(wildcards):
+    """The dataset's evaluation.json when it has labels (its report shows accuracy); else none."""
+    return [f"{evaluation_dir(wildcards)}/evaluation.json"] if has_labels(wildcards.dataset) else []
+
+
+def evaluation_option(wildcards):
+    """`--evaluation=DIR` of the dataset's report when it has labels; else none."""
+    return option("evaluation", evaluation_dir(wildcards)) if has_labels(wildcards.dataset) else []
+
+
+def report_title(wildcards):
+    return f"Miffi report: {wildcards.dataset}"
+
+
+def training_dataset(wildcards):
+    """The dataset a model of the `train` section is trained on."""
+    return TRAIN[wildcards.model]["dataset"]
+
+
+def training_table(wildcards):
+    """The micrograph table of the training dataset."""
+    return f"{OUT}/{training_dataset(wildcards)}/micrographs.micrographs.tsv"
+
+
+def training_labels(wildcards):
+    """The labels file of the training dataset."""
+    return labels_of(training_dataset(wildcards))
+
+
+def training_labels_input(wildcards):
+    return carried([training_labels(wildcards)])
+
+
+def training_dir(wildcards):
+    """The model's folder: best.safetensors, per-epoch checkpoints, log.tsv, figures/."""
+    return f"{OUT}/models/{wildcards.model}"
+
+
+def training_gpus(wildcards):
+    """GPUs a training job asks for: none when the model's device is cpu."""
+    return 0 if TRAIN[wildcards.model].get("device", "auto") == "cpu" else 1

@@ -9,7 +9,7 @@ rule export:
     conda:
         "../../envs/miffi.yaml"
     params:
-        formats=lambda w: ",".join(setting(w, "formats")),
+        formats=export_formats,
         options=export_options,
     shell:
         "miffi export {input:q} --outdir={output:q} --formats={params.formats:q} {params.options:q} > {log:q} 2>&1"

@@ -7,7 +7,8 @@ rule infer:
         preprocessed=f"{OUT}/{{dataset}}/preprocess/chunk_{{chunk}}.tsv",
         model=model_input,
     output:
-        f"{OUT}/{{dataset}}/predictions/chunk_{{chunk}}.tsv",
+        predictions=f"{OUT}/{{dataset}}/predictions/chunk_{{chunk}}.tsv",
+        parquet=f"{OUT}/{{dataset}}/predictions/chunk_{{chunk}}.parquet",
     log:
         f"{OUT}/{{dataset}}/logs/infer_{{chunk}}.log",
     benchmark:
@@ -16,13 +17,13 @@ rule infer:
         "../../envs/miffi.yaml"
     threads: 2
     resources:
-        gpu=lambda w: 0 if setting(w, "device") == "cpu" else 1,
+        gpu=dataset_gpus,
         mem_mb=8000,
         runtime=60,
     params:
-        cache=lambda w: f"{OUT}/{w.dataset}/cache",
+        cache=cache_dir,
         model=model_options,
-        device=lambda w: setting(w, "device"),
+        device=dataset_device,
     shell:
-        "miffi infer {input.table:q} --cache={params.cache:q} --out={output:q} --device={params.device:q} "
+        "miffi infer {input.table:q} --cache={params.cache:q} --out={output.predictions:q} --device={params.device:q} "
         "{params.model:q} --no-progress > {log:q} 2>&1"

@@ -1,6 +1,12 @@
 rule preprocess:
     """Micrographs of one chunk → the tensor cache (one .npy + sidecar with metrics per
-    micrograph); unchanged micrographs are reused from the cache."""
+    micrograph); unchanged micrographs are reused from the cache.
+
+    Exit contract: `miffi preprocess` exits 0 when at least one micrograph is usable and 1
+    when none is (every micrograph of the chunk failed, or the chunk has none); either way
+    it has written the status table, which records each failure with its reason, and the
+    dataset goes on (infer and combine record those micrographs as failed). Any other
+    status (2: unusable arguments, inputs or output folders; 3: a bug) fails the job."""
     input:
         table=chunk_table,
         micrographs=chunk_micrographs,
@@ -17,8 +23,9 @@ rule preprocess:
         mem_mb=4000,
         runtime=60,
     params:
-        cache=lambda w: f"{OUT}/{w.dataset}/cache",
-        channels=lambda w: setting(w, "channels"),
+        cache=cache_dir,
+        channels=dataset_channels,
+    # `|| [ $? -eq 1 ]`: exit status 1 (no usable micrograph, each failure recorded) is no error
     shell:
         "miffi preprocess {input.table:q} --out={params.cache:q} --status={output:q} "
-        "--channels={params.channels:q} --device=cpu --no-progress > {log:q} 2>&1 || test -s {output:q}"
+        "--channels={params.channels:q} --device=cpu --no-progress > {log:q} 2>&1 || [ $? -eq 1 ]"

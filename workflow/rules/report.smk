@@ -1,38 +1,8 @@
-rule evaluate:
-    """results.tsv + labels → accuracy of every method (evaluation.json, matched.tsv,
-    confusion matrices). Datasets with labels only (simulated ones always have them)."""
-    input:
-        results=f"{OUT}/{{dataset}}/results.tsv",
-        labels=labels_input,
-    output:
-        evaluation=f"{OUT}/{{dataset}}/evaluation/evaluation.json",
-        matched=f"{OUT}/{{dataset}}/evaluation/matched.tsv",
-        summary=f"{OUT}/{{dataset}}/evaluation/summary.tsv",
-        figures=report(
-            directory(f"{OUT}/{{dataset}}/evaluation/figures"),
-            patterns=["{name}.png"],
-            caption="../report/confusion.rst",
-            category="{dataset}",
-            subcategory="accuracy",
-        ),
-    log:
-        f"{OUT}/{{dataset}}/logs/evaluate.log",
-    conda:
-        "../../envs/miffi.yaml"
-    params:
-        labels=dataset_labels,
-        column=lambda w: option("label-column", setting(w, "label_column")),
-        folder=lambda w: f"{OUT}/{w.dataset}/evaluation",
-    shell:
-        "miffi evaluate --results={input.results:q} --labels={params.labels:q} {params.column:q} "
-        "--dataset={wildcards.dataset:q} --out={params.folder:q} > {log:q} 2>&1"
-
-
 rule report:
     """The dataset's self-contained HTML report (with accuracy when it has labels)."""
     input:
         results=f"{OUT}/{{dataset}}/results.tsv",
-        evaluation=lambda w: [f"{OUT}/{w.dataset}/evaluation/evaluation.json"] if has_labels(w.dataset) else [],
+        evaluation=dataset_evaluation,
     output:
         html=report(
             f"{OUT}/{{dataset}}/report.html",
@@ -52,9 +22,9 @@ rule report:
     conda:
         "../../envs/miffi.yaml"
     params:
-        cache=lambda w: f"{OUT}/{w.dataset}/cache",
-        evaluation=lambda w: option("evaluation", f"{OUT}/{w.dataset}/evaluation") if has_labels(w.dataset) else [],
-        title=lambda w: f"Miffi report: {w.dataset}",
+        cache=cache_dir,
+        evaluation=evaluation_option,
+        title=report_title,
     shell:
         "miffi report --results={input.results:q} {params.evaluation:q} --cache={params.cache:q} "
         "--title={params.title:q} --figures={output.figures:q} --out={output.html:q} > {log:q} 2>&1"

@@ -3,6 +3,8 @@ rule simulate:
     output:
         star=f"{OUT}/{{dataset}}/simulated/micrographs.star",
         labels=f"{OUT}/{{dataset}}/simulated/labels.csv",
+        exposures=f"{OUT}/{{dataset}}/simulated/exposures.cs",
+        exposures_group=f"{OUT}/{{dataset}}/simulated/exposures.csg",
     log:
         f"{OUT}/{{dataset}}/logs/simulate.log",
     benchmark:
@@ -11,10 +13,7 @@ rule simulate:
         "../../envs/miffi.yaml"
     threads: 2
     params:
-        folder=lambda w: f"{OUT}/{w.dataset}/simulated",
-        n=lambda w: setting(w, "simulate")["n"],
-        detector=lambda w: setting(w, "simulate").get("detector", "1024x1024@1.0"),
-        seed=lambda w: setting(w, "simulate").get("seed", 0),
+        folder=simulated_dir,
+        options=simulate_options,
     shell:
-        "miffi simulate --out={params.folder:q} --n={params.n:q} --detector={params.detector:q} "
-        "--seed={params.seed:q} --no-progress > {log:q} 2>&1"
+        "miffi simulate --out={params.folder:q} {params.options:q} --no-progress > {log:q} 2>&1"

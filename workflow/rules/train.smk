@@ -1,13 +1,16 @@
 rule train:
     """A model trained on a labelled dataset of this config (the `train:` section);
     datasets use it with `model: trained:NAME`. Per-epoch checkpoints, log and loss
-    curves under models/NAME/; an interrupted run resumes where it stopped."""
+    curves under models/NAME/; an interrupted run resumes where it stopped. What a resume
+    reads (checkpoints, state, config.json, split.tsv) is no declared output, so Snakemake
+    does not delete it before a re-run."""
     input:
-        table=lambda w: f"{OUT}/{TRAIN[w.model]['dataset']}/micrographs.micrographs.tsv",
-        labels=lambda w: carried([labels_of(TRAIN[w.model]["dataset"])]),
+        table=training_table,
+        labels=training_labels_input,
     output:
         model=f"{OUT}/models/{{model}}/best.safetensors",
         log=f"{OUT}/models/{{model}}/log.tsv",
+        iterations=f"{OUT}/models/{{model}}/iterations.tsv",
         figures=report(
             directory(f"{OUT}/models/{{model}}/figures"),
             patterns=["{name}.png"],
@@ -23,12 +26,12 @@ rule train:
         "../../envs/miffi.yaml"
     threads: 2
     resources:
-        gpu=lambda w: 0 if TRAIN[w.model].get("device", "auto") == "cpu" else 1,
+        gpu=training_gpus,
         mem_mb=16000,
         runtime=720,
     params:
-        folder=lambda w: f"{OUT}/models/{w.model}",
-        labels=lambda w: labels_of(TRAIN[w.model]["dataset"]),
+        folder=training_dir,
+        labels=training_labels,
         options=train_options,
     shell:
         "miffi train {input.table:q} --labels={params.labels:q} --out={params.folder:q} --resume "
