@@ -8,6 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from miffi.classify.combine import DEFAULT_THRESHOLD
+from miffi.classify.registry import DEFAULT_ARCH
+
 T = TypeVar("T")
 
 
@@ -164,11 +167,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         type=Path,
-        help="TorchScript model (miffi_v1.pt), timm state dict or "
-        "miffi .safetensors checkpoint (default: the weight-free "
-        "classifier on Fourier-space metrics)",
+        help="a published model by name (miffi_v1, miffi_no_ps_v1, ...: the file in $MIFFI_MODELS, default "
+        "models/), a TorchScript model (miffi_v1.pt), timm state dict or miffi .safetensors checkpoint "
+        "(default: the weight-free classifier on Fourier-space metrics)",
     )
-    parser.add_argument("--arch", default="convnext_small", help="timm architecture for state dicts")
+    parser.add_argument("--arch", default=DEFAULT_ARCH, help="timm architecture for state dicts")
     add_device_option(parser)
     parser.add_argument("--batch-size", type=positive_int, default=16, help="squares per batch")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster; logits within ~0.01)")
@@ -197,13 +200,13 @@ def add_decision_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--good-threshold",
         type=confidence,
-        default=0.7,
+        default=DEFAULT_THRESHOLD,
         help="good micrographs below this confidence are low-confidence",
     )
     parser.add_argument(
         "--bad-threshold",
         type=bad_thresholds,
-        default="0.7",
+        default=str(DEFAULT_THRESHOLD),
         help="per-group thresholds for bad micrographs: 0.7 or film=0.8,drift=0.9",
     )
     parser.add_argument(
