@@ -24,15 +24,14 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from spec_reference import reference_variants  # noqa: E402
+sys.path.insert(0, str(ROOT))
 
 from miffi.device import available_cores, retain_freed_memory  # noqa: E402
 from miffi.intake import read_micrographs  # noqa: E402
 from miffi.preprocess.batch import preprocess_table  # noqa: E402
 from miffi.preprocess.cache import TensorCache  # noqa: E402
 from miffi.preprocess.config import PreprocessConfig  # noqa: E402
+from tests.support.spec_reference import reference_variants  # noqa: E402
 
 K3 = (4092, 5760)
 

@@ -25,6 +25,23 @@ def miffi(*args: str) -> None:
     subprocess.run([*MIFFI, *args, "-q"], check=True)
 
 
+def train(command: str, data: Path, out: Path, channels: int, seed: int, *options: str) -> None:
+    """``miffi train`` or ``miffi learning-curve`` on the simulated set in ``data``."""
+    miffi(
+        command,
+        str(data / "micrographs.star"),
+        "--labels",
+        str(data / "labels.csv"),
+        "--out",
+        str(out),
+        "--channels",
+        str(channels),
+        "--seed",
+        str(seed),
+        *options,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("results/ablation"))
@@ -88,20 +105,7 @@ def main() -> None:
         for channels in (2, 1):
             run = out / f"ch{channels}_seed{seed}"
             started = time.perf_counter()
-            miffi(
-                "train",
-                str(out / "train" / "micrographs.star"),
-                "--labels",
-                str(out / "train" / "labels.csv"),
-                "--out",
-                str(run / "model"),
-                "--channels",
-                str(channels),
-                "--seed",
-                str(seed),
-                "--resume",
-                *options,
-            )
+            train("train", out / "train", run / "model", channels, seed, "--resume", *options)
             minutes = (time.perf_counter() - started) / 60
             miffi(
                 "run",
@@ -153,17 +157,12 @@ def main() -> None:
     (out / "ablation.md").write_text(text)
     print(text)
     if args.curve:
-        miffi(
+        train(
             "learning-curve",
-            str(out / "train" / "micrographs.star"),
-            "--labels",
-            str(out / "train" / "labels.csv"),
-            "--out",
-            str(out / "curve"),
-            "--channels",
-            "2",
-            "--seed",
-            str(args.seeds[0]),
+            out / "train",
+            out / "curve",
+            2,
+            args.seeds[0],
             "--sizes",
             ",".join(map(str, args.curve)),
             *options,

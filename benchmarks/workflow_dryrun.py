@@ -9,8 +9,6 @@ Usage: python benchmarks/workflow_dryrun.py [--n 20000] [--chunks 200] [--workdi
 
 from __future__ import annotations
 
-import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -21,18 +19,14 @@ import mrcfile
 import numpy as np
 import pandas as pd
 import starfile
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from workflow_bench import environment, parse_args, snakemake, write_config  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=20000)
-    parser.add_argument("--chunks", type=int, default=200)
-    parser.add_argument("--workdir", type=Path)
-    args = parser.parse_args()
+    args = parse_args(__doc__, n=20000, chunks=200)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         work = Path(tmp)
         (work / "Movies").mkdir()
@@ -51,25 +45,9 @@ def main() -> None:
             {"optics": optics, "micrographs": pd.DataFrame({"rlnMicrographName": names, "rlnOpticsGroup": 1})},
             work / "micrographs.star",
         )
-        (work / "config.yaml").write_text(
-            yaml.safe_dump(
-                {
-                    "outdir": "out",
-                    "datasets": {"big": {"input": ["micrographs.star"], "chunks": args.chunks, "device": "cpu"}},
-                }
-            )
-        )
-        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-        command = [
-            str(BIN / "snakemake"),
-            "--snakefile",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(work),
-            "--cores",
-            "1",
-            "--quiet",
-        ]
+        write_config(work, "out", "big", "micrographs.star", args.chunks)
+        env = environment()
+        command = snakemake(work, cores=1)
         start = time.perf_counter()
         subprocess.run([*command, "--until", "intake"], check=True, env=env, capture_output=True)
         intake = time.perf_counter() - start

@@ -9,7 +9,6 @@ Usage: python benchmarks/workflow_throughput.py [--n 24] [--chunks 1] [--workdir
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -17,30 +16,22 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from preprocess_speed import make_micrographs  # noqa: E402
+from workflow_bench import BIN, environment, parse_args, snakemake, write_config  # noqa: E402
 
 
 def timed(command: list[str], cwd: Path) -> float:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=cwd, env=environment(), capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(result.stdout[-2000:] + result.stderr[-2000:])
     return time.perf_counter() - start
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=24)
-    parser.add_argument("--chunks", type=int, default=1)
-    parser.add_argument("--workdir", type=Path)
-    args = parser.parse_args()
+    args = parse_args(__doc__, n=24, chunks=1)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         work = Path(tmp)
         paths = make_micrographs(work / "mics", args.n)
@@ -60,24 +51,8 @@ def main() -> None:
             ],
             work,
         )
-        (work / "config.yaml").write_text(
-            yaml.safe_dump(
-                {"outdir": "wf", "datasets": {"k3": {"input": ["mics.txt"], "chunks": args.chunks, "device": "cpu"}}}
-            )
-        )
-        workflow = timed(
-            [
-                str(BIN / "snakemake"),
-                "--snakefile",
-                str(ROOT / "Snakefile"),
-                "--directory",
-                str(work),
-                "--cores",
-                str(os.cpu_count()),
-                "--quiet",
-            ],
-            work,
-        )
+        write_config(work, "wf", "k3", "mics.txt", args.chunks)
+        workflow = timed(snakemake(work, cores=os.cpu_count()), work)
         print(
             f"{args.n} K3 micrographs, weight-free, CPU cores {os.cpu_count()}: miffi run {run:.1f} s "
             f"({run / args.n:.3f} s each); workflow ({args.chunks} chunk(s)) {workflow:.1f} s "

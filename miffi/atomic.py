@@ -12,7 +12,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
@@ -61,7 +61,7 @@ def _temporary(path: Path, prefix: str, suffix: str) -> tuple[int, str]:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
+def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
     """Open a temporary file next to ``path``; rename it over ``path`` on success."""
     path = Path(path)
     fd, tmp = _temporary(path, f".{path.name}.", ".tmp")
@@ -90,7 +90,7 @@ def save_npy(path: str | Path, array: np.ndarray) -> os.stat_result:
         # The .npy format, written through Python's file object: np.save's own short-write
         # error carries no errno, so a full disk would not read as one.
         np.lib.format.write_array_header_1_0(handle, np.lib.format.header_data_from_array_1_0(array))
-        handle.write(memoryview(array).cast("B"))
+        handle.write(array.data.cast("B"))  # (the array's own memoryview)
         handle.flush()
         written = os.fstat(handle.fileno())
     return written

@@ -25,21 +25,32 @@ import pandas as pd
 
 from miffi import atomic
 from miffi.classify import registry
-from miffi.classify.combine import PROBABILITY_COLUMNS, CategorySettings, categorise, combine
+from miffi.classify.combine import CATEGORIES, PROBABILITY_COLUMNS, CategorySettings, categorise, combine
 from miffi.classify.ctf_baseline import ctf_baseline, fit_resolution
 from miffi.classify.weightfree import WeightFreeThresholds, predict_metrics
-from miffi.errors import MiffiError
+from miffi.errors import InputError, MiffiError
 from miffi.export import FORMATS, check_categories, check_formats, export
 from miffi.export.microscope import Microscope
+from miffi.export.overrides import apply_overrides, read_overrides
 from miffi.intake import TABLE_COLUMNS, TEXT_COLUMNS, read_micrographs
 from miffi.labels import GROUPS, LABELS
-from miffi.preprocess.cache import SHARED_NAME, CacheConflict, TensorCache, cache_status, predict_reusing
+from miffi.preprocess.cache import (
+    SHARED_NAME,
+    CacheConflict,
+    Sidecars,
+    TensorCache,
+    cache_status,
+    finished_entry,
+    predict_reusing,
+)
 from miffi.preprocess.config import PreprocessConfig
 from miffi.preprocess.metrics import METRICS
 from miffi.textfiles import read_tsv
 
 if TYPE_CHECKING:
     import torch
+
+    from miffi.classify.models import Classifier
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +76,8 @@ def result_columns(second_opinion: bool) -> list[str]:
         "micrograph",
         *GROUPS,
         "category",
+        "category_override",
+        "override_source",
         "confidence",
         "confidence_level",
         *[f"{g}_confidence" for g in GROUPS],
@@ -86,9 +99,11 @@ def results_table(
     categorised: pd.DataFrame,
     second_opinion: pd.DataFrame | None,
     method: str,
+    overrides: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per micrograph in input order: intake facts, status, labels, category,
-    metrics, the CTF baseline, the weight-free second opinion and probabilities."""
+    """One row per micrograph in input order: intake facts, status, labels, category (and
+    the user's override of it), metrics, the CTF baseline, the weight-free second opinion
+    and probabilities."""
     results = table[TABLE_COLUMNS].merge(
         status[["micrograph", "status", "error", *METRICS]], on="micrograph", how="left"
     )
@@ -101,6 +116,7 @@ def results_table(
             columns={c: f"wf_{c}" for c in [*GROUPS, "category"]}
         )
         results = results.merge(renamed, on="micrograph", how="left")
+    results = apply_overrides(results, overrides)
     return results[result_columns(second_opinion is not None)]
 
 
@@ -135,23 +151,81 @@ def where_mask(results: pd.DataFrame, expressions: Sequence[str]) -> pd.Series:
     return mask
 
 
+#: Parquet metadata key: the SHA-256 of the TSV written beside it (to see a hand edit).
+TSV_DIGEST = b"miffi.tsv_sha256"
+
+
 def write_table(frame: pd.DataFrame, path: Path) -> None:
-    """TSV, plus a Parquet copy beside it."""
-    atomic.write_text(path, frame.to_csv(sep="\t", index=False))
+    """TSV, plus a Parquet copy beside it that records the TSV's digest."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    text = frame.to_csv(sep="\t", index=False)
+    atomic.write_text(path, text)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    digest = hashlib.sha256(text.encode()).hexdigest().encode()
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), TSV_DIGEST: digest})
     with atomic.temporary_path(path.with_suffix(".parquet")) as tmp:
-        frame.to_parquet(tmp, index=False)
+        pq.write_table(table, tmp)
+
+
+def edited_by_hand(path: Path, parquet: Path) -> bool:
+    """Whether the TSV beside a Parquet copy changed after both were written: its digest
+    differs from the one recorded (copies from before digests: it is the newer file)."""
+    import pyarrow.parquet as pq
+
+    recorded = (pq.read_schema(parquet).metadata or {}).get(TSV_DIGEST)
+    if recorded is None:
+        return path.stat().st_mtime > parquet.stat().st_mtime + 1
+    return bool(hashlib.sha256(path.read_bytes()).hexdigest().encode() != recorded)
+
+
+def check_categories_of(results: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """An edited results table whose categories are all known (else refused)."""
+    for column in ("category", "category_override"):
+        if column in results:
+            values = results[column].dropna()
+            unknown = values[~values.isin(CATEGORIES)]
+            if len(unknown):
+                row = results.loc[unknown.index[0]]
+                raise InputError(
+                    path,
+                    f"micrograph {row['micrograph']!r}: {column} {unknown.iloc[0]!r} is not a category "
+                    f"(categories: {', '.join(CATEGORIES)})",
+                )
+    return results
 
 
 #: Columns of a results table that are names (never parsed as numbers or missing values).
-RESULT_TEXT_COLUMNS = [*TEXT_COLUMNS, "status", "error", "classifier", "category", *GROUPS]
+RESULT_TEXT_COLUMNS = [
+    *TEXT_COLUMNS,
+    "status",
+    "error",
+    "classifier",
+    "category",
+    "category_override",
+    "override_source",
+    *GROUPS,
+]
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
-    """A results table written by :func:`write_table` (its Parquet copy when present)."""
+    """A results table written by :func:`write_table`: its Parquet copy when present,
+    unless the TSV was edited by hand since — then the edited TSV is read (with a warning),
+    its categories checked, so an edit is honoured and never silently ignored."""
     path = Path(path)
     parquet = path.with_suffix(".parquet")
     try:
-        return pd.read_parquet(parquet) if parquet.is_file() else read_tsv(path, RESULT_TEXT_COLUMNS, "results table")
+        if parquet.is_file() and not (path.is_file() and edited_by_hand(path, parquet)):
+            return pd.read_parquet(parquet)
+        if parquet.is_file():
+            log.warning(
+                "%s was edited after miffi wrote it: the edited table is used (its category and "
+                "category_override columns decide the exports); record decisions in an overrides file "
+                "(miffi curate) to keep them when the run is made again",
+                path,
+            )
+        return check_categories_of(read_tsv(path, RESULT_TEXT_COLUMNS, "results table"), path)
     except FileNotFoundError:
         raise MiffiError(f"{path}: results table not found") from None
     except MiffiError:
@@ -161,12 +235,16 @@ def read_results(path: str | Path) -> pd.DataFrame:
 
 
 def weightfree_predictions(
-    cache: TensorCache, sources: Mapping[str, str], thresholds: WeightFreeThresholds
+    cache: TensorCache,
+    sources: Mapping[str, str],
+    thresholds: WeightFreeThresholds,
+    sidecars: Sidecars | None = None,
 ) -> pd.DataFrame:
-    """The weight-free classifier on the cached metrics of ``sources`` (micrograph → file)."""
+    """The weight-free classifier on the cached metrics of ``sources`` (micrograph → file),
+    from ``sidecars`` when already read."""
     metrics = {}
     for micrograph, source in sources.items():
-        meta = cache.entry(micrograph, source)
+        meta = cache.entry(micrograph, source) if sidecars is None else finished_entry(sidecars.get(micrograph), source)
         if meta is None:
             raise CacheConflict(f"{cache.sidecar_path(micrograph)}: no cache entry made from {source} ({SHARED_NAME})")
         metrics[micrograph] = meta["square_metrics"]
@@ -180,19 +258,22 @@ def usable_sources(status: pd.DataFrame) -> dict[str, str]:
 
 
 def weightfree_stage(
-    table: pd.DataFrame, cache_dir: str | Path, thresholds: WeightFreeThresholds
+    table: pd.DataFrame, cache_dir: str | Path, thresholds: WeightFreeThresholds, sidecars: Sidecars | None = None
 ) -> tuple[pd.DataFrame, int]:
     """Weight-free predictions for the preprocessed micrographs of ``table`` (stored per
-    micrograph like a model's); returns them and how many were evaluated."""
+    micrograph like a model's); returns them and how many were evaluated. ``sidecars``:
+    the cache's sidecars already read (else read here, once)."""
     cache = TensorCache(cache_dir, PreprocessConfig())
-    usable = usable_sources(cache_status(table, cache))
+    sidecars = cache.read_sidecars(table["micrograph"]) if sidecars is None else sidecars
+    usable = usable_sources(cache_status(table, cache, sidecars))
     text = json.dumps(dataclasses.asdict(thresholds), sort_keys=True)
     store = Path(cache_dir) / "predictions" / ("weightfree-" + hashlib.sha256(text.encode()).hexdigest()[:12])
     return predict_reusing(
-        lambda names: weightfree_predictions(cache, {m: usable[m] for m in names}, thresholds),
+        lambda names: weightfree_predictions(cache, {m: usable[m] for m in names}, thresholds, sidecars),
         list(usable),
         cache,
         store,
+        sidecars,
     )
 
 
@@ -204,19 +285,24 @@ def combine_stage(
     rule: str,
     categories: CategorySettings,
     thresholds: WeightFreeThresholds,
+    sidecars: Sidecars | None = None,
+    overrides: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The results table from the micrograph table, the cache and the predictions
-    (made by ``model``, or by the weight-free classifier when it is None)."""
+    (made by ``model``, or by the weight-free classifier when it is None), with the user's
+    ``overrides`` recorded. ``sidecars``: the cache's sidecars already read (else read
+    here, once)."""
     cache = TensorCache(cache_dir, PreprocessConfig())
-    status = cache_status(table, cache)
+    sidecars = cache.read_sidecars(table["micrograph"]) if sidecars is None else sidecars
+    status = cache_status(table, cache, sidecars)
     usable = usable_sources(status)
     categorised = categorise(combine(predictions, rule), categories)
     second_opinion = None
     if model:
-        weightfree = weightfree_predictions(cache, usable, thresholds)
+        weightfree = weightfree_predictions(cache, usable, thresholds, sidecars)
         second_opinion = categorise(combine(weightfree, rule), categories)
     method = method_name(model)
-    return results_table(table, status, categorised, second_opinion, method)
+    return results_table(table, status, categorised, second_opinion, method, overrides)
 
 
 def export_stage(
@@ -228,8 +314,12 @@ def export_stage(
     where: Sequence[str] = (),
     microscope: Microscope = Microscope(),
     cryosparc_project_dir: str | Path | None = None,
+    overrides: pd.DataFrame | None = None,
 ) -> dict[str, int]:
-    """Exports of the micrographs satisfying ``where`` (failed ones are always listed)."""
+    """Exports of the micrographs satisfying ``where`` (failed ones are always listed),
+    following ``overrides`` where given (they replace those the table records)."""
+    if overrides is not None:
+        results = apply_overrides(results, overrides)
     selected = where_mask(results, where) | (results["status"] == "failed")
     written = export(
         results[selected], outdir, formats, categories, split_confidence, microscope, cryosparc_project_dir
@@ -263,6 +353,7 @@ class RunOptions:
     full_hash: bool = False
     microscope: Microscope = field(default_factory=Microscope)
     cryosparc_project_dir: str | Path | None = None
+    overrides: str | Path | None = None  # the user's category overrides (miffi curate), applied
 
     def __post_init__(self) -> None:
         # A published model's name (`--model miffi_v1`) is its downloaded file from here on.
@@ -272,6 +363,7 @@ class RunOptions:
 
 def model_key(options: RunOptions) -> str:
     """Names the stored predictions of one model: its file (path, size, mtime), arch and precision."""
+    assert options.model is not None  # (only a model's predictions are stored under a key)
     stat = Path(options.model).stat()
     text = f"{Path(options.model).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{options.arch}|{options.bf16}"
     return f"{Path(options.model).stem}-" + hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -288,35 +380,43 @@ def _with_device(options: RunOptions) -> RunOptions:
     )
 
 
-def predict_stage(table: pd.DataFrame, options: RunOptions, classifier=None) -> tuple[pd.DataFrame, int]:
+def predict_stage(
+    table: pd.DataFrame, options: RunOptions, classifier: Classifier | None = None, sidecars: Sidecars | None = None
+) -> tuple[pd.DataFrame, int]:
     """Per-square predictions for the preprocessed micrographs of ``table``: the model's
     (``classifier`` when already loaded), or without one the weight-free classifier's
     (no torch). Stored per micrograph, so only new micrographs are evaluated; returns the
-    predictions and how many were evaluated."""
+    predictions and how many were evaluated. ``sidecars``: the cache's sidecars already
+    read (else read here, once)."""
+    cache_dir = options.cache_dir
+    assert cache_dir is not None, "predict_stage needs the cache folder (options.cache_dir)"
     if not options.model:
-        return weightfree_stage(table, options.cache_dir, options.thresholds)
+        return weightfree_stage(table, cache_dir, options.thresholds, sidecars)
     from miffi.classify.inference import predict
     from miffi.classify.models import load_classifier
 
     options = _with_device(options)
-    classifier = classifier or load_classifier(options.model, options.arch, options.device)
-    cache = TensorCache(options.cache_dir, classifier.config)
-    usable = usable_sources(cache_status(table, cache))
+    device, model = options.device, options.model
+    assert not isinstance(device, str) and model is not None  # (resolved just now; a model: see above)
+    classifier = classifier or load_classifier(model, options.arch, device)
+    cache = TensorCache(cache_dir, classifier.config)
+    sidecars = cache.read_sidecars(table["micrograph"]) if sidecars is None else sidecars
+    usable = usable_sources(cache_status(table, cache, sidecars))
 
     def run(names: list[str]) -> pd.DataFrame:
         return predict(
             classifier,
             cache,
             names,
-            options.device,
+            device,
             options.batch_size,
             options.bf16,
             options.progress,
             [usable[m] for m in names],
         )
 
-    store = Path(options.cache_dir) / "predictions" / model_key(options)
-    return predict_reusing(run, list(usable), cache, store)
+    store = Path(cache_dir) / "predictions" / model_key(options)
+    return predict_reusing(run, list(usable), cache, store, sidecars)
 
 
 def run_pipeline(inputs: Sequence[str | Path], outdir: str | Path, options: RunOptions) -> pd.DataFrame:
@@ -332,12 +432,16 @@ def run_pipeline(inputs: Sequence[str | Path], outdir: str | Path, options: RunO
         check_categories(options.export_categories, options.split_confidence)
     for expression in options.where:
         parse_where(expression, result_columns(second_opinion=bool(options.model)))
+    overrides = read_overrides(options.overrides) if options.overrides else None
     from miffi.classify.models import load_classifier
     from miffi.preprocess.batch import preprocess_table
 
     outdir = Path(outdir)
-    options = dataclasses.replace(_with_device(options), cache_dir=options.cache_dir or outdir / "cache")
-    classifier = load_classifier(options.model, options.arch, options.device) if options.model else None
+    cache_dir = options.cache_dir or outdir / "cache"
+    options = dataclasses.replace(_with_device(options), cache_dir=cache_dir)
+    device = options.device
+    assert not isinstance(device, str)  # (resolved just now)
+    classifier = load_classifier(options.model, options.arch, device) if options.model else None
     atomic.ensure_folder(outdir)
     table = read_micrographs(
         inputs,
@@ -346,13 +450,20 @@ def run_pipeline(inputs: Sequence[str | Path], outdir: str | Path, options: RunO
         options.pattern,
         allow_outside_project=options.allow_outside_project,
     )
-    cache = TensorCache(
-        options.cache_dir, classifier.config if classifier else PreprocessConfig(), full_hash=options.full_hash
-    )
-    preprocessed = usable_sources(preprocess_table(table, cache, options.device, progress=options.progress))
-    predictions, _ = predict_stage(table, options, classifier)
+    cache = TensorCache(cache_dir, classifier.config if classifier else PreprocessConfig(), full_hash=options.full_hash)
+    preprocessed = usable_sources(preprocess_table(table, cache, device, progress=options.progress))
+    sidecars = cache.read_sidecars(table["micrograph"])  # once, for both stages
+    predictions, _ = predict_stage(table, options, classifier, sidecars)
     results = combine_stage(
-        table, predictions, options.cache_dir, options.model, options.rule, options.categories, options.thresholds
+        table,
+        predictions,
+        cache_dir,
+        options.model,
+        options.rule,
+        options.categories,
+        options.thresholds,
+        sidecars,
+        overrides,
     )
     replaced = sorted(set(preprocessed) - set(usable_sources(results)))
     if replaced:  # another run took over their entries meanwhile: never a mix of two datasets

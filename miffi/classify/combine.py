@@ -57,7 +57,8 @@ def _most_sure(probs: np.ndarray, predicted: np.ndarray, label: int) -> np.ndarr
     candidates = np.nonzero(predicted == label)[0]
     if candidates.size == 0:
         candidates = np.arange(len(probs))
-    return probs[candidates[np.argmax(probs[candidates, label])]]
+    best: np.ndarray = probs[candidates[np.argmax(probs[candidates, label])]]
+    return best
 
 
 def _token_rule(tokens: list[tuple[int, int, int]]) -> GroupRule:
@@ -107,7 +108,7 @@ def parse_rule(text: str) -> dict[str, list[tuple[int, int, int]]]:
         count = len(GROUPS[group])
         triples = []
         for token in tokens:
-            digits = tuple(int(c) for c in token)
+            digits = (int(token[0]), int(token[1]), int(token[2]))  # three digits: matched above
             bad = [d for d in digits if d >= count]
             if bad:
                 raise RuleError(

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -46,7 +47,7 @@ class RemoteFile:
         return self.key.split(".", 1)[0]
 
 
-def _open(url: str, timeout: float, headers: dict[str, str] | None = None):
+def _open(url: str, timeout: float, headers: dict[str, str] | None = None) -> Any:  # (urlopen's own type)
     request = urllib.request.Request(url, headers={"User-Agent": "miffi-download", **(headers or {})})
     return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (http(s) URLs from the record)
 

@@ -40,24 +40,28 @@ def _read_ahead(
 ) -> Iterator[tuple[str, np.ndarray]]:
     """Cached tensors in order (each checked to be made from its source, when given),
     loaded by a background thread a few micrographs ahead."""
-    queue: Queue = Queue(maxsize=depth)
+    queue: Queue[tuple[str, np.ndarray] | BaseException | None] = Queue(maxsize=depth)  # None: done
     stop = threading.Event()
-    done = object()
 
     def work() -> None:
         try:
             for i, micrograph in enumerate(micrographs):
                 if stop.is_set():
                     return
-                queue.put((micrograph, np.ascontiguousarray(cache.load(micrograph, sources and sources[i]))))
+                queue.put(
+                    (
+                        micrograph,
+                        np.ascontiguousarray(cache.load(micrograph, sources[i] if sources is not None else None)),
+                    )
+                )
         except BaseException as exc:  # handed to the consumer
             queue.put(exc)
-        queue.put(done)
+        queue.put(None)
 
     thread = threading.Thread(target=work, name="miffi-cache-read", daemon=True)
     thread.start()
     try:
-        while (item := queue.get()) is not done:
+        while (item := queue.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
             yield item
@@ -131,7 +135,7 @@ def predict(
         run_batches(pending, final=True)
     table = pd.DataFrame({"micrograph": names, "square": squares})
     values = np.concatenate(probabilities) if probabilities else np.zeros((0, NUM_OUTPUTS), np.float32)
-    broken = ~np.isfinite(values).all(axis=1)
+    broken = np.asarray(~np.isfinite(values).all(axis=1))  # (an array: values is 2-D)
     if broken.any():
         where = list(dict.fromkeys(table.loc[broken, "micrograph"]))
         raise ModelError(

@@ -114,7 +114,7 @@ def by_file_name(name: str) -> PublishedModel | None:
     return next((m for m in MODELS.values() if m.key == name), None)
 
 
-def is_model_name(model: str | os.PathLike | None) -> bool:
+def is_model_name(model: str | os.PathLike[str] | None) -> bool:
     """Whether ``model`` (a str or a Path, as a ``--model`` option gives it) is a bare
     registry name: no folder part, and no file of that name in the current directory
     (a file that exists always means itself)."""
@@ -129,16 +129,16 @@ def models_dir() -> Path:
     return Path(os.environ.get(MODELS_ENV) or DEFAULT_MODELS_DIR)
 
 
-def model_file(name: str, directory: str | os.PathLike | None = None) -> Path:
+def model_file(name: str, directory: str | os.PathLike[str] | None = None) -> Path:
     """Where the downloaded file of ``name`` is (or will be): ``<models folder>/<key>``."""
     return Path(directory if directory is not None else models_dir()) / get_model(name).key
 
 
-def download_hint(name: str, directory: str | os.PathLike | None = None) -> str:
+def download_hint(name: str, directory: str | os.PathLike[str] | None = None) -> str:
     return f"miffi download --dir {Path(directory if directory is not None else models_dir())} --models {name}"
 
 
-def resolve_model(model: str | os.PathLike, directory: str | os.PathLike | None = None) -> Path:
+def resolve_model(model: str | os.PathLike[str], directory: str | os.PathLike[str] | None = None) -> Path:
     """A model option as a file: a registry name becomes its downloaded file (which must be
     there: a :class:`ModelError` otherwise, naming where it looked and the download
     command); anything else is a path and is returned as it is."""

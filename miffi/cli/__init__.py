@@ -26,6 +26,9 @@ COMMANDS = (
     "export",
     "evaluate",
     "report",
+    "label",
+    "curate",
+    "png",
     "train",
     "learning_curve",
     "download",
@@ -36,7 +39,12 @@ def command_module(name: str) -> ModuleType:
     return importlib.import_module(f"miffi.cli.{name}")
 
 
-def add_command(sub, name: str, module: ModuleType, parents: list[argparse.ArgumentParser]) -> None:
+def add_command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    module: ModuleType,
+    parents: list[argparse.ArgumentParser],
+) -> None:
     """A sub-command whose help and description are the first line and the rest of ``module``'s docstring."""
     help, _, description = inspect.cleandoc(module.__doc__ or "").partition("\n")
     parser = sub.add_parser(name, parents=parents, help=help, description=description.strip() or None)

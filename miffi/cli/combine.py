@@ -14,6 +14,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--predictions", nargs="+", required=True, type=Path, help="predictions TSVs")
     parser.add_argument("--model", type=Path, help="the model that made the predictions (none: weight-free)")
     options.add_decision_options(parser)
+    options.add_overrides_option(parser)
     parser.add_argument("--out", required=True, type=Path, help="results TSV to write (a .parquet copy beside)")
 
 
@@ -26,8 +27,9 @@ def main(args: argparse.Namespace) -> int:
     thresholds, categories = options.weightfree_thresholds(args), options.category_settings(args)
     frames = [read_tsv(p, ["micrograph"], "predictions table") for p in args.predictions]
     predictions = pd.concat(frames, ignore_index=True)
+    table = options.chunk_table(args)
     results = combine_stage(
-        options.chunk_table(args), predictions, args.cache, args.model, args.rule, categories, thresholds
+        table, predictions, args.cache, args.model, args.rule, categories, thresholds, overrides=options.overrides(args)
     )
     write_table(predictions, args.out.with_name("predictions.tsv"))
     write_table(results, args.out)

@@ -12,6 +12,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", type=Path, help="results.tsv of miffi run or miffi combine (its .parquet is read)")
     parser.add_argument("--outdir", required=True, type=Path)
     options.add_export_options(parser)
+    options.add_overrides_option(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -28,5 +29,6 @@ def main(args: argparse.Namespace) -> int:
         args.where,
         microscope=microscope,
         cryosparc_project_dir=args.cryosparc_project_dir,
+        overrides=options.overrides(args),
     )
     return 0

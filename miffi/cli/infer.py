@@ -23,16 +23,7 @@ def main(args: argparse.Namespace) -> int:
     from miffi.pipeline import RunOptions, predict_stage, write_table
 
     table = options.chunk_table(args)
-    settings = RunOptions(
-        thresholds=options.weightfree_thresholds(args),
-        model=args.model,
-        arch=args.arch,
-        cache_dir=args.cache,
-        device=args.device,
-        batch_size=args.batch_size,
-        bf16=args.bf16,
-        progress=not args.no_progress,
-    )
+    settings = RunOptions(**options.prediction_settings(args))
     predictions, evaluated = predict_stage(table, settings)
     write_table(predictions, args.out)
     total = predictions["micrograph"].nunique()

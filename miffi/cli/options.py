@@ -6,10 +6,17 @@ import argparse
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from miffi.classify.combine import DEFAULT_THRESHOLD
 from miffi.classify.registry import DEFAULT_ARCH
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from miffi.classify.combine import CategorySettings
+    from miffi.classify.weightfree import WeightFreeThresholds
+    from miffi.export.microscope import Microscope
 
 T = TypeVar("T")
 
@@ -124,7 +131,7 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def read_inputs(args: argparse.Namespace):
+def read_inputs(args: argparse.Namespace) -> pd.DataFrame:
     """The micrograph table of the inputs given by :func:`add_input_arguments`."""
     from miffi.intake import read_micrographs
 
@@ -156,7 +163,7 @@ def add_table_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", required=True, type=Path, help="tensor cache directory")
 
 
-def chunk_table(args: argparse.Namespace):
+def chunk_table(args: argparse.Namespace) -> pd.DataFrame:
     """The rows of ``--chunk`` (all without it) of the table given by :func:`add_table_options`."""
     from miffi.intake import read_micrographs, select_chunk
 
@@ -181,11 +188,26 @@ def add_thresholds_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--thresholds", type=Path, help="YAML with weight-free classifier thresholds")
 
 
-def weightfree_thresholds(args: argparse.Namespace):
+def weightfree_thresholds(args: argparse.Namespace) -> WeightFreeThresholds:
     """The weight-free classifier's thresholds: those of ``--thresholds``, else the defaults."""
     from miffi.classify.weightfree import WeightFreeThresholds
 
     return WeightFreeThresholds.from_file(args.thresholds) if args.thresholds else WeightFreeThresholds()
+
+
+def prediction_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``RunOptions`` fields (:class:`miffi.pipeline.RunOptions`) of making predictions:
+    :func:`add_model_options`, ``--thresholds``, ``--cache`` and ``--no-progress``."""
+    return {
+        "thresholds": weightfree_thresholds(args),
+        "model": args.model,
+        "arch": args.arch,
+        "cache_dir": args.cache,
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "bf16": args.bf16,
+        "progress": not args.no_progress,
+    }
 
 
 def add_decision_options(parser: argparse.ArgumentParser) -> None:
@@ -214,7 +236,7 @@ def add_decision_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def category_settings(args: argparse.Namespace):
+def category_settings(args: argparse.Namespace) -> CategorySettings:
     """The category settings of :func:`add_decision_options`."""
     from miffi.classify.combine import CategorySettings
 
@@ -258,8 +280,44 @@ def add_export_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def microscope(args: argparse.Namespace):
+def microscope(args: argparse.Namespace) -> Microscope:
     """The optics the user states for inputs that do not (checked before any work)."""
     from miffi.export.microscope import Microscope
 
     return Microscope(args.voltage, args.cs, args.amplitude_contrast)
+
+
+def add_overrides_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overrides",
+        type=Path,
+        metavar="TSV",
+        help="the user's category overrides (miffi curate writes them): recorded in results.tsv as "
+        "category_override and override_source, and followed by every export",
+    )
+
+
+def overrides(args: argparse.Namespace) -> pd.DataFrame | None:
+    """The checked overrides of ``--overrides`` (None without it)."""
+    from miffi.export.overrides import read_overrides
+
+    return read_overrides(args.overrides) if args.overrides else None
+
+
+def add_review_options(parser: argparse.ArgumentParser, default_order: str) -> None:
+    from miffi.review.order import ORDERS
+
+    parser.add_argument(
+        "--order",
+        choices=ORDERS,
+        default=default_order,
+        help="which micrograph comes next: acquisition order, by category, or the most uncertain first "
+        "(default: %(default)s where the run's calls are known, else acquisition)",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: %(default)s, this machine only; 0.0.0.0: every network, "
+        "still behind the URL's token)",
+    )
+    parser.add_argument("--port", type=int, default=8765, help="port (default: %(default)s; 0: any free one)")

@@ -9,8 +9,12 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from miffi.cli import options
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("miffi")
 
@@ -29,6 +33,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     options.add_model_options(parser)
     options.add_decision_options(parser)
     options.add_export_options(parser)
+    options.add_overrides_option(parser)
     options.add_input_options(parser)
     options.add_progress_option(parser)
 
@@ -37,19 +42,12 @@ def main(args: argparse.Namespace) -> int:
     from miffi.pipeline import RunOptions, run_pipeline
 
     settings = RunOptions(
-        thresholds=options.weightfree_thresholds(args),
+        **options.prediction_settings(args),
         categories=options.category_settings(args),
-        model=args.model,
-        arch=args.arch,
-        cache_dir=args.cache,
-        device=args.device,
         rule=args.rule,
-        batch_size=args.batch_size,
-        bf16=args.bf16,
         pixel_size=args.pixel_size,
         project_dir=args.project_dir,
         pattern=args.pattern,
-        progress=not args.no_progress,
         allow_outside_project=args.allow_outside_project,
         full_hash=args.full_hash,
         formats=args.formats,
@@ -58,12 +56,13 @@ def main(args: argparse.Namespace) -> int:
         where=args.where,
         microscope=options.microscope(args),
         cryosparc_project_dir=args.cryosparc_project_dir,
+        overrides=args.overrides,
     )
     results = run_pipeline(args.input, args.outdir, settings)
     return report_results(results, Path(args.outdir) / "results.tsv")
 
 
-def report_results(results, where: Path) -> int:
+def report_results(results: pd.DataFrame, where: Path) -> int:
     """Log the failures and the counts per category; 1 when every micrograph failed."""
     failed = results[results["status"] == "failed"]
     for row in failed.itertuples():

@@ -10,8 +10,15 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from miffi.cli import options
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+    from miffi.train.loop import TrainConfig
 
 log = logging.getLogger("miffi")
 
@@ -51,7 +58,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     options.add_progress_option(parser)
 
 
-def training_setup(args: argparse.Namespace):
+def training_setup(
+    args: argparse.Namespace,
+) -> tuple[TrainConfig, torch.device, pd.DataFrame, pd.DataFrame] | None:
     """The training config, the device and the stratified train/validation samples (None
     with --show-groups, after printing the layer-decay groups)."""
     from miffi.classify.models import build_convnext

@@ -16,6 +16,7 @@ import io
 import pickle
 import re
 from pathlib import Path, PurePosixPath
+from typing import Any, NoReturn
 
 import pandas as pd
 
@@ -75,9 +76,9 @@ def _validate_group(values: pd.Series, group: str, names: pd.Series, source: str
     allowed = GROUPS[group]
     wrong = ~values.isin(allowed)
     if wrong.any():
-        first = wrong.idxmax()
+        first = int(wrong.to_numpy().argmax())  # (both have a RangeIndex: the position is the label)
         raise MiffiError(
-            f"{source}: micrograph {names[first]!r}: {group} label {values[first]!r} is not a "
+            f"{source}: micrograph {names.iloc[first]!r}: {group} label {values.iloc[first]!r} is not a "
             f"{group} label; allowed: {', '.join(allowed)} ({int(wrong.sum())} such rows)"
         )
 
@@ -114,7 +115,7 @@ def label_table(frame: pd.DataFrame, source: str, good_column: str | None = None
             values = frame[column].astype(str).str.strip().reset_index(drop=True)
             _validate_group(values, group, names, source)
             out[group] = values
-        out["good"] = [is_good(row) for row in out[list(GROUPS)].to_dict("records")]
+        out["good"] = [is_good({str(k): v for k, v in row.items()}) for row in out[list(GROUPS)].to_dict("records")]
     return _check_duplicates(out, source)
 
 
@@ -133,10 +134,10 @@ def _check_duplicates(table: pd.DataFrame, source: str) -> pd.DataFrame:
 class _NoGlobals(pickle.Unpickler):
     """Builds only what pickle's own opcodes build (dicts, lists, strings, numbers...)."""
 
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> NoReturn:
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only dict, list and str are allowed")
 
-    def persistent_load(self, pid):
+    def persistent_load(self, pid: Any) -> NoReturn:
         raise pickle.UnpicklingError("refusing a persistent reference: only dict, list and str are allowed")
 
 

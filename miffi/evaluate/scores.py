@@ -14,10 +14,12 @@ passing several tables.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from miffi.errors import MiffiError
@@ -38,7 +40,7 @@ class Counts:
     fn: int = 0
 
     @classmethod
-    def of(cls, truth_good: Sequence[bool], predicted_good: Sequence[bool]) -> Counts:
+    def of(cls, truth_good: npt.ArrayLike, predicted_good: npt.ArrayLike) -> Counts:
         truth, predicted = np.asarray(truth_good, bool), np.asarray(predicted_good, bool)
         return cls(
             tp=int((truth & predicted).sum()),
@@ -71,7 +73,7 @@ class Counts:
         }
 
 
-def confusion(truth: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+def confusion(truth: Iterable[str], predicted: Iterable[str], labels: Sequence[str]) -> np.ndarray:
     """Counts ``[true label, predicted label]`` in the order of ``labels``."""
     index = {label: i for i, label in enumerate(labels)}
     matrix = np.zeros((len(labels), len(labels)), dtype=int)
@@ -104,7 +106,7 @@ class MethodScore:
             }
         return out
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "counts": vars(self.counts) | {"n": self.counts.n},
             "metrics": self.counts.metrics(),
@@ -115,7 +117,7 @@ class MethodScore:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> MethodScore:
+    def from_dict(cls, data: Mapping[str, Any]) -> MethodScore:
         counts = {k: v for k, v in data["counts"].items() if k != "n"}
         return cls(Counts(**counts), {g: np.array(s["confusion"]) for g, s in data["groups"].items()})
 
@@ -162,7 +164,7 @@ class Evaluation:
     unmatched_labels: list[str]
     failed: list[str]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "dataset": self.dataset,
             "labelled": len(self.matched) + len(self.failed),
@@ -186,7 +188,7 @@ def evaluate(results: Sequence[pd.DataFrame], labels: pd.DataFrame, dataset: str
             f"labels e.g. {labels['micrograph'].head(3).tolist()})"
         )
     failed_mask = joined["status"] == "failed" if "status" in joined else pd.Series(False, index=joined.index)
-    truth = joined.loc[~failed_mask, ["micrograph", *[c for c in joined if c.startswith("true_")]]]
+    truth = joined.loc[~failed_mask, ["micrograph", *[c for c in joined.columns if c.startswith("true_")]]]
     per_table = [method_predictions(table) for table in results]
     scores: dict[str, MethodScore] = {}
     for methods in per_table:
@@ -206,20 +208,40 @@ def evaluate(results: Sequence[pd.DataFrame], labels: pd.DataFrame, dataset: str
     )
 
 
-def summary_table(evaluations: Mapping[str, Mapping]) -> pd.DataFrame:
-    """Table 4/5-style rows (dataset × method, plus ``pooled``) from evaluation dicts."""
-    rows, pooled = [], {}
-    for dataset, evaluation in evaluations.items():
+def pooled_scores(evaluations: Iterable[Mapping[str, Any]]) -> dict[str, MethodScore]:
+    """Each method's score summed over evaluation dicts (the ``pooled`` rows and matrices).
+
+    Parameters
+    ----------
+    evaluations
+        Evaluation dicts (:meth:`Evaluation.to_dict`), in order.
+
+    Returns
+    -------
+    dict
+        Method name → pooled score, in order of first appearance.
+    """
+    pooled: dict[str, MethodScore] = {}
+    for evaluation in evaluations:
         for method, data in evaluation["methods"].items():
             method_score = MethodScore.from_dict(data)
             pooled[method] = pooled[method] + method_score if method in pooled else method_score
-            rows.append(_summary_row(dataset, method, method_score))
+    return pooled
+
+
+def summary_table(evaluations: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Table 4/5-style rows (dataset × method, plus ``pooled``) from evaluation dicts."""
+    rows = [
+        _summary_row(dataset, method, MethodScore.from_dict(data))
+        for dataset, evaluation in evaluations.items()
+        for method, data in evaluation["methods"].items()
+    ]
     if len(evaluations) > 1:
-        rows += [_summary_row("pooled", method, s) for method, s in pooled.items()]
+        rows += [_summary_row("pooled", method, s) for method, s in pooled_scores(evaluations.values()).items()]
     return pd.DataFrame(rows)
 
 
-def _summary_row(dataset: str, method: str, method_score: MethodScore) -> dict:
+def _summary_row(dataset: str, method: str, method_score: MethodScore) -> dict[str, Any]:
     counts = method_score.counts
     row = {
         "dataset": dataset,

@@ -27,7 +27,9 @@ from miffi.classify.combine import CATEGORIES, SINGLE_BAD
 from miffi.errors import SettingError
 from miffi.export.cryosparc import VERSION, ExposureSource, exposures, write_cryosparc
 from miffi.export.microscope import Microscope, complete, unknown
+from miffi.export.overrides import final_category
 from miffi.export.relion import StarSource, optics_groups, write_relion
+from miffi.mrc import MrcHeader
 
 FORMATS = ("relion", "cryosparc", "lists")
 #: Collections that a confidence split halves into ``<name>_high_conf`` and ``<name>_low_conf``.
@@ -68,10 +70,12 @@ def check_categories(categories: str | Sequence[str], split_confidence: bool = F
 
 
 def collections(results: pd.DataFrame, split_confidence: bool = False) -> dict[str, pd.DataFrame]:
-    """Named subsets of the usable micrographs: categories, ``bad_single`` and confidence halves."""
+    """Named subsets of the usable micrographs: categories (overrides applied), ``bad_single``
+    and confidence halves."""
     usable = results[results["status"] != "failed"]
-    named = {name: usable[usable["category"] == name] for name in CATEGORIES}
-    named["bad_single"] = usable[usable["category"].isin(SINGLE_BAD)]
+    category = final_category(usable)  # the user's override where there is one
+    named = {name: usable[category == name] for name in CATEGORIES}
+    named["bad_single"] = usable[category.isin(SINGLE_BAD)]
     if split_confidence:
         for name in CONFIDENCE_SPLIT:
             for level in ("high", "low"):
@@ -158,14 +162,17 @@ def export(
     star, cs = _sources(usable, formats) if named else (None, None)
     facts = _facts(usable, star, cs, microscope) if named and {"relion", "cryosparc"} & set(formats) else None
     groups = optics_groups(usable, facts) if facts is not None else None
+    headers: dict[str, MrcHeader] = {}  # read once, shared by every collection's exposures
     for name, rows in named.items():
         if "relion" in formats:
+            assert facts is not None and groups is not None  # (made above for relion and cryosparc exports)
             write_relion(rows, star, facts.loc[rows.index], groups.loc[rows.index], outdir / "relion" / f"{name}.star")
         if "cryosparc" in formats:
+            assert facts is not None and groups is not None
             dataset = (
                 cs.dataset.take(rows["input_row"].to_numpy())
                 if cs is not None
-                else exposures(rows, facts.loc[rows.index], groups.loc[rows.index], cryosparc_project_dir)
+                else exposures(rows, facts.loc[rows.index], groups.loc[rows.index], cryosparc_project_dir, headers)
             )
             write_cryosparc(dataset, cs.version if cs is not None else VERSION, outdir / "cryosparc" / f"{name}.cs")
         if "lists" in formats:

@@ -25,7 +25,7 @@ from cryosparc.dataset import Dataset
 from miffi import atomic
 from miffi.export.microscope import from_cryosparc
 from miffi.intake.cryosparc import load_dataset, load_group
-from miffi.mrc import read_header
+from miffi.mrc import MrcHeader, read_header
 from miffi.textfiles import read_yaml_mapping
 
 #: The ``version`` of our .csg files: cryoSPARC's own format ("v4.4.1"), for the cryoSPARC
@@ -94,11 +94,22 @@ class ExposureSource:
         return from_cryosparc(self.dataset.take(rows["input_row"].to_numpy()))
 
 
-def exposures(rows: pd.DataFrame, facts: pd.DataFrame, groups: pd.Series, project_dir: Path | None) -> Dataset:
+def exposures(
+    rows: pd.DataFrame,
+    facts: pd.DataFrame,
+    groups: pd.Series,
+    project_dir: str | Path | None,
+    known: dict[str, MrcHeader] | None = None,
+) -> Dataset:
     """Exposures of micrographs that did not come from cryoSPARC (``facts``, ``groups``
     aligned with ``rows``; see :mod:`miffi.export.microscope` and
-    :func:`miffi.export.relion.optics_groups`)."""
-    headers = [read_header(p) for p in rows["path"]]
+    :func:`miffi.export.relion.optics_groups`). ``known``: headers already read, by path;
+    the ones read here are added to it (so an export reads each header once)."""
+    known = {} if known is None else known
+    for path in rows["path"]:
+        if path not in known:
+            known[path] = read_header(path)
+    headers = [known[p] for p in rows["path"]]
     fitted = facts["defocus_u"].notna().to_numpy()
     dataset = Dataset.allocate(len(rows), fields=BLOB_FIELDS + MSCOPE_FIELDS + (CTF_FIELDS if fitted.any() else []))
     base = os.path.abspath(project_dir) if project_dir is not None else None

@@ -15,12 +15,16 @@ import logging
 import math
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from miffi.errors import SettingError
 from miffi.intake.relion import optics_lookup
+
+if TYPE_CHECKING:
+    from cryosparc.dataset import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +82,11 @@ def from_star(rows: pd.DataFrame, optics: pd.DataFrame | None, path: Path) -> pd
     return facts
 
 
-def _field(dataset, name: str) -> np.ndarray | None:
+def _field(dataset: Dataset, name: str) -> np.ndarray | None:
     return np.asarray(dataset[name], dtype=float) if name in dataset.fields() else None
 
 
-def from_cryosparc(dataset) -> pd.DataFrame:
+def from_cryosparc(dataset: Dataset) -> pd.DataFrame:
     """Facts of cryoSPARC exposures (a ``cryosparc.dataset.Dataset``). Zero defoci are
     exposures without a CTF fit (cryoSPARC allocates the fields as zeros)."""
     facts = unknown(len(dataset))

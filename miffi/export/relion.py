@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import starfile
@@ -26,7 +27,7 @@ class StarSource:
     ``input_row`` indexes)."""
 
     path: Path
-    blocks: dict
+    blocks: dict[str, pd.DataFrame | dict[str, Any]]
     kind: str
     block: str
     micrographs: pd.DataFrame
@@ -43,12 +44,14 @@ class StarSource:
         selected = self.micrographs.iloc[rows["input_row"].to_numpy()].reset_index(drop=True)
         return from_star(selected, optics if isinstance(optics, pd.DataFrame) else None, self.path)
 
-    def subset(self, rows: pd.DataFrame) -> dict:
+    def subset(self, rows: pd.DataFrame) -> dict[str, pd.DataFrame | dict[str, Any]]:
         """The blocks with only the rows of ``rows``' micrographs."""
         blocks = dict(self.blocks)
         picked = self.micrographs.iloc[rows["input_row"].to_numpy()]
         if self.kind == "particles":
-            blocks[self.block] = particles_of(self.blocks[self.block], picked[NAME])
+            particles = self.blocks[self.block]
+            assert isinstance(particles, pd.DataFrame)  # (a loop: micrograph_rows has read it)
+            blocks[self.block] = particles_of(particles, picked[NAME])
         else:
             blocks[self.block] = picked.reset_index(drop=True)
         return blocks

@@ -25,6 +25,7 @@ import zlib
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,9 @@ from miffi.intake.files import expand_glob, is_glob, read_directory, read_list, 
 from miffi.intake.relion import read_relion
 from miffi.mrc import MOVIE_SUFFIXES, UNSET_PIXEL_SIZE, read_header
 from miffi.textfiles import read_tsv
+
+if TYPE_CHECKING:
+    from pandas.api.typing import NAType
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +162,9 @@ def _read_one(text: str, project_dir: Path | None, pattern: str, allow_outside: 
 
 def _add_headers(table: pd.DataFrame) -> None:
     """Fill shape and header pixel size from the MRC headers (unset: 0; unreadable files: left empty)."""
-    height, width, header_psize = [], [], []
+    height: list[int | NAType] = []
+    width: list[int | NAType] = []
+    header_psize: list[float] = []
     for path in table["path"]:
         try:
             header = read_header(path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,7 +44,7 @@ NOT_MICROGRAPHS = {
 }
 
 
-def _tables(blocks: dict[str, pd.DataFrame | dict]) -> dict[str, pd.DataFrame]:
+def _tables(blocks: dict[str, pd.DataFrame | dict[str, Any]]) -> dict[str, pd.DataFrame]:
     """Loop blocks as tables; simple (key-value) blocks as one-row tables."""
     return {
         name: block if isinstance(block, pd.DataFrame) else pd.DataFrame([block])
@@ -52,7 +53,7 @@ def _tables(blocks: dict[str, pd.DataFrame | dict]) -> dict[str, pd.DataFrame]:
     }
 
 
-def star_kind(blocks: dict[str, pd.DataFrame | dict], path: Path) -> tuple[str, str]:
+def star_kind(blocks: dict[str, pd.DataFrame | dict[str, Any]], path: Path) -> tuple[str, str]:
     """``("micrographs" | "particles", block name)`` of a star file's blocks.
 
     Raises
@@ -81,7 +82,7 @@ def star_kind(blocks: dict[str, pd.DataFrame | dict], path: Path) -> tuple[str, 
     raise InputError(path, f"no data block with a {NAME} column (is this a micrograph star file?)")
 
 
-def micrograph_rows(blocks: dict[str, pd.DataFrame | dict], path: Path) -> tuple[str, str, pd.DataFrame]:
+def micrograph_rows(blocks: dict[str, pd.DataFrame | dict[str, Any]], path: Path) -> tuple[str, str, pd.DataFrame]:
     """Kind, block name and one row per micrograph of a star file.
 
     For a particles star the rows are its distinct micrographs in the order they first
@@ -90,6 +91,8 @@ def micrograph_rows(blocks: dict[str, pd.DataFrame | dict], path: Path) -> tuple
     """
     kind, name = star_kind(blocks, path)
     block = blocks[name]
+    # A loop block (a simple one, read as a dict, would fail here as it always has).
+    assert isinstance(block, pd.DataFrame), f"{path}: block data_{name} is not a loop"
     if kind == "micrographs":
         return kind, name, block.reset_index(drop=True)
     names = block[NAME].astype(str)
@@ -167,7 +170,7 @@ def _check_loops(text: str, path: Path) -> None:
             last = (number, stripped)
 
 
-def read_star(path: Path) -> dict[str, pd.DataFrame | dict]:
+def read_star(path: Path) -> dict[str, pd.DataFrame | dict[str, Any]]:
     """The blocks of a star file (Windows line ends and byte-order marks allowed)."""
     text = read_text(path, "star file")
     try:
@@ -176,7 +179,8 @@ def read_star(path: Path) -> dict[str, pd.DataFrame | dict]:
         raise InputError(path, f"not a readable star file ({exc})") from None
     with clean_copy(path) as clean:
         try:
-            return starfile.read(clean, always_dict=True)
+            blocks: dict[str, pd.DataFrame | dict[str, Any]] = starfile.read(clean, always_dict=True)
+            return blocks
         except Exception as exc:  # starfile raises assorted parser errors
             raise InputError(path, f"not a readable star file ({type(exc).__name__}: {exc})") from None
 

@@ -10,6 +10,7 @@ import logging
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import pandas as pd
 import torch
@@ -24,7 +25,7 @@ from miffi.preprocess.recipe import LoadedMicrograph, load_squares, preprocess_l
 log = logging.getLogger(__name__)
 
 
-def _given_pixel_size(value: object) -> float | None:
+def _given_pixel_size(value: float | None) -> float | None:  # (NaN: none given)
     return None if value is None or pd.isna(value) else float(value)
 
 
@@ -51,7 +52,7 @@ def preprocess_table(
     """
     readers = readers or max(1, min(4, available_cores() // 4))
     atomic.ensure_folder(cache.directory)
-    rows: dict[str, dict] = {}
+    rows: dict[str, dict[str, Any]] = {}
     todo: list[tuple[str, str, float | None]] = []
     for micrograph, path, psize in zip(table["micrograph"], table["path"], table["pixel_size"]):
         given = _given_pixel_size(psize)

@@ -26,7 +26,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,8 @@ STATUS_COLUMNS = ["micrograph", "path", "status", "error", "squares", "pixel_siz
 SHARED_NAME = "another dataset with a micrograph of the same name shares this cache: give each its own --cache"
 #: How often a reader retries while another run replaces an entry.
 READ_ATTEMPTS = 8
+#: Sidecars read once (:meth:`TensorCache.read_sidecars`): micrograph → sidecar, None where unreadable.
+Sidecars = Mapping[str, dict[str, Any] | None]
 
 
 class CacheConflict(MiffiError):
@@ -94,7 +96,8 @@ class TensorCache:
 
     def _tensor_matches(self, meta: dict[str, Any]) -> bool:
         try:
-            return _stamp(os.stat(self.tensor_path(meta["micrograph"]))) == meta["tensor"]["stamp"]
+            recorded: object = meta["tensor"]["stamp"]
+            return _stamp(os.stat(self.tensor_path(meta["micrograph"]))) == recorded
         except (OSError, KeyError, TypeError):
             return False
 
@@ -115,14 +118,14 @@ class TensorCache:
             return None
         return meta
 
+    def read_sidecars(self, micrographs: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        """The sidecar of each micrograph (None where unreadable), read once for the later stages."""
+        return {micrograph: self.read_sidecar(micrograph) for micrograph in micrographs}
+
     def entry(self, micrograph: str, source: str | Path) -> dict[str, Any] | None:
         """The sidecar of a finished entry made from ``source`` (without re-reading the
         source: a usable entry for a later stage), or None."""
-        meta = self.read_sidecar(micrograph)
-        if meta is None or meta.get("status") != "ok":
-            return None
-        made_from = meta.get("source", {}).get("fingerprint") or {}
-        return meta if made_from.get("path") == _resolved(source) else None
+        return finished_entry(self.read_sidecar(micrograph), source)
 
     def _base(self, micrograph: str, source: str | Path, pixel_size: float | None) -> dict[str, Any]:
         try:
@@ -201,11 +204,20 @@ class TensorCache:
             try:
                 with open(path, "rb") as handle:
                     if _stamp(os.fstat(handle.fileno())) == meta["tensor"].get("stamp"):
-                        return np.load(handle, allow_pickle=False)
+                        tensor: np.ndarray = np.load(handle, allow_pickle=False)
+                        return tensor
             except FileNotFoundError:
                 pass
             time.sleep(0.02 * (attempt + 1))  # another run is replacing the pair: read it again
         raise CacheConflict(f"{path}: cache entry keeps being replaced by another run; try again when it ends")
+
+
+def finished_entry(meta: dict[str, Any] | None, source: str | Path) -> dict[str, Any] | None:
+    """``meta`` when it is the sidecar of a finished entry made from ``source``, else None."""
+    if meta is None or meta.get("status") != "ok":
+        return None
+    made_from = meta.get("source", {}).get("fingerprint") or {}
+    return meta if made_from.get("path") == _resolved(source) else None
 
 
 def cached_row(meta: dict[str, Any]) -> dict[str, Any]:
@@ -226,17 +238,19 @@ def status_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return out
 
 
-def cache_status(table: pd.DataFrame, cache: TensorCache) -> pd.DataFrame:
+def cache_status(table: pd.DataFrame, cache: TensorCache, sidecars: Sidecars | None = None) -> pd.DataFrame:
     """What the cache holds for each micrograph of ``table``, as a status table:
     ``cached`` (with its metrics), or ``failed`` with the recorded error (or
-    "not preprocessed", or a note that the entry was made from another file)."""
+    "not preprocessed", or a note that the entry was made from another file).
+    ``sidecars``: those already read (:meth:`TensorCache.read_sidecars`), else read here."""
+    sidecars = cache.read_sidecars(table["micrograph"]) if sidecars is None else sidecars
     rows = []
     for micrograph, path in zip(table["micrograph"], table["path"]):
-        meta = cache.entry(micrograph, path)
+        meta = finished_entry(sidecars.get(micrograph), path)
         if meta is not None:
             rows.append({"micrograph": micrograph, "path": path, **cached_row(meta)})
             continue
-        found = cache.read_sidecar(micrograph) or {}
+        found = sidecars.get(micrograph) or {}
         error = found.get("error", "not preprocessed")
         if found.get("status") == "ok":
             error = (
@@ -252,23 +266,27 @@ def predict_reusing(
     micrographs: Sequence[str],
     cache: TensorCache,
     store: Path,
+    sidecars: Sidecars | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """Predictions for ``micrographs``, evaluating only those without a stored result.
 
     ``run`` predicts a list of micrographs; results are kept per micrograph under
     ``store`` (one folder per model), each tagged with the stamp of the tensor it was
     computed from and reused while that tensor is the entry's, so adding micrographs to a
-    dataset never re-runs the model on the old ones. Returns the predictions (in order)
-    and how many micrographs were evaluated.
+    dataset never re-runs the model on the old ones. ``sidecars``: the entries' sidecars
+    already read (else read here). Returns the predictions (in order) and how many
+    micrographs were evaluated.
     """
     atomic.ensure_folder(store)
 
     def entry_stamp(micrograph: str) -> dict[str, int] | None:
-        return ((cache.read_sidecar(micrograph) or {}).get("tensor") or {}).get("stamp")
+        meta = cache.read_sidecar(micrograph) if sidecars is None else sidecars.get(micrograph)
+        return ((meta or {}).get("tensor") or {}).get("stamp")
 
     def saved(micrograph: str) -> dict[str, Any] | None:
         try:
-            return json.loads((store / f"{micrograph}.json").read_text(encoding="utf-8"))
+            record: dict[str, Any] = json.loads((store / f"{micrograph}.json").read_text(encoding="utf-8"))
+            return record
         except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return None
 
@@ -277,7 +295,8 @@ def predict_reusing(
     todo = [m for m in micrographs if m not in kept]
     if todo:
         new = run(todo)
-        for micrograph, rows in new.groupby("micrograph", sort=False):
+        for name, rows in new.groupby("micrograph", sort=False):
+            micrograph = str(name)  # (an id of ``todo``)
             record = {"entry": stamps[micrograph], "rows": rows.drop(columns="micrograph").to_dict("list")}
             atomic.write_text(store / f"{micrograph}.json", json.dumps(record))
             kept[micrograph] = record

@@ -30,7 +30,7 @@ class PreprocessConfig:
     """How a micrograph becomes a ``[squares, channels, size, size]`` tensor.
 
     The defaults are the ``miffi_v1`` recipe of the published Miffi models
-    (docs/MIFFI-COMPAT.md in the shared docs): Fourier crop to 1.5 Å, image plus
+    (docs/preprocessing.md): Fourier crop to 1.5 Å, image plus
     power spectrum, 384², robust per-channel normalisation clipped to ±2.5.
 
     Attributes

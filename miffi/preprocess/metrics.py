@@ -123,7 +123,8 @@ def spectral_metrics(amplitude: np.ndarray, pixel_size: float) -> dict[str, floa
     flat = np.asarray(amplitude).ravel()
 
     def power(index: np.ndarray) -> np.ndarray:
-        return flat[index].astype(np.float64) ** 2
+        squared: np.ndarray = flat[index].astype(np.float64) ** 2
+        return squared
 
     def mean(index: np.ndarray) -> float:
         return float(power(index).mean()) if index.size else math.nan

@@ -3,8 +3,8 @@
 Per square: ``rfft2`` → Fourier crop to ``D`` → real-space image (``irfft2`` of the
 cropped transform) and power-spectrum image (amplitudes of the *same* cropped
 transform, no second FFT) → bilinear antialiased resize → robust normalisation.
-The exact order and conventions are those of the published models (see the shared
-MIFFI-COMPAT.md); tests compare against a literal transcription of that text.
+The exact order and conventions are those of the published models (see
+docs/preprocessing.md); tests compare against a literal transcription of that recipe.
 
 On the CPU the FFTs run in scipy with one worker per available core; on a GPU they run
 in torch. Only the forward crop and the inverse transform differ between the two.
@@ -110,15 +110,15 @@ def cropped_transform(
     side = squares.shape[-1]
     if device.type == "cpu":
         host = squares.numpy() if isinstance(squares, torch.Tensor) else squares
-        fc = _cropped_rfft2_cpu(host, crop)
-        image = torch.from_numpy(scipy.fft.irfft2(fc, s=(crop, crop), workers=available_cores()))
-        amplitude = torch.from_numpy(np.abs(fc))  # numpy's complex abs is ~10x torch's on the CPU
+        host_fc = _cropped_rfft2_cpu(host, crop)
+        image = torch.from_numpy(scipy.fft.irfft2(host_fc, s=(crop, crop), workers=available_cores()))
+        amplitude = torch.from_numpy(np.abs(host_fc))  # numpy's complex abs is ~10x torch's on the CPU
+        dc = torch.from_numpy(host_fc[..., 0, 0])
     else:
         fc = _cropped_rfft2_torch(torch.as_tensor(squares).to(device, non_blocking=True), crop)
         image = torch.fft.irfft2(fc, s=(crop, crop))
         amplitude = fc.abs()
-    dc = fc[..., 0, 0]
-    dc = torch.from_numpy(dc) if isinstance(dc, np.ndarray) else dc
+        dc = fc[..., 0, 0]
     amplitude[..., 0, 0] = (dc.to(torch.complex128) + offset * side * side).abs().to(amplitude.dtype)
     return image, amplitude
 
@@ -180,7 +180,7 @@ def planes_to_tensor(image: torch.Tensor, amplitude: torch.Tensor, config: Prepr
         # point-symmetric, so every value, its maximum (DC) included, has a twin, and
         # whether float32 rounding splits a twin pair decides whether the normalisation
         # (values strictly inside (min, max)) keeps the DC twin. Doing this step as Miffi
-        # does reproduces its choice; see tests/test_miffi_reference.py.
+        # does reproduces its choice; see tests/reference/test_miffi_reference.py.
         planes.append(_resize(power_spectrum_image(amplitude).to(torch.float32), config.size))
     resized = torch.cat(planes, dim=1)
     return robust_normalise(resized, config.norm_iterations, config.norm_nsigma, config.clip)

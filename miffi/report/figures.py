@@ -10,6 +10,7 @@ import io
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -19,6 +20,10 @@ import numpy as np
 import pandas as pd
 
 from miffi import atomic
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 from miffi.classify.combine import CATEGORIES
 from miffi.evaluate.scores import MethodScore
 from miffi.labels import GROUPS
@@ -37,7 +42,7 @@ def categories_of(results: pd.DataFrame) -> pd.Series:
     return category.fillna("failed")
 
 
-def category_counts(results: pd.DataFrame) -> plt.Figure:
+def category_counts(results: pd.DataFrame) -> Figure:
     """Micrographs per category, split into high and low confidence."""
     category = categories_of(results)
     level = results.get("confidence_level", pd.Series("high", index=results.index)).fillna("high")
@@ -58,11 +63,11 @@ def category_counts(results: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def confidence_histograms(results: pd.DataFrame) -> plt.Figure:
+def confidence_histograms(results: pd.DataFrame) -> Figure:
     """Distribution of the category confidence, one step histogram per category."""
     category = categories_of(results)
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    bins = np.linspace(0, 1, 21)
+    bins = np.linspace(0, 1, 21).tolist()  # (the same edges, as the Sequence[float] matplotlib's types ask for)
     for name in ORDER[:-1]:
         values = results.loc[category == name, "confidence"].dropna()
         if len(values):
@@ -77,7 +82,7 @@ def confidence_histograms(results: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def acquisition_order(results: pd.DataFrame, window: int = 50) -> plt.Figure:
+def acquisition_order(results: pd.DataFrame, window: int = 50) -> Figure:
     """Category of each micrograph along the input (acquisition) order, and the running
     fraction of good micrographs."""
     category = categories_of(results)
@@ -99,7 +104,7 @@ def acquisition_order(results: pd.DataFrame, window: int = 50) -> plt.Figure:
     return fig
 
 
-def metric_distributions(results: pd.DataFrame, truth: pd.Series | None = None) -> plt.Figure:
+def metric_distributions(results: pd.DataFrame, truth: pd.Series | None = None) -> Figure:
     """Histograms of the Fourier/real-space metrics, good vs bad (by label when given,
     else by category)."""
     metrics = [m for m in METRICS if m in results and results[m].notna().any()]
@@ -125,7 +130,7 @@ def metric_distributions(results: pd.DataFrame, truth: pd.Series | None = None) 
     return fig
 
 
-def _heat_map(ax: plt.Axes, matrix: np.ndarray, labels: list[str], title: str) -> None:
+def _heat_map(ax: Axes, matrix: np.ndarray, labels: list[str], title: str) -> None:
     rows = matrix.sum(axis=1, keepdims=True)
     fraction = np.divide(matrix, rows, out=np.zeros(matrix.shape, float), where=rows > 0)
     ax.imshow(fraction, cmap="Blues", vmin=0, vmax=1)
@@ -145,7 +150,7 @@ def _heat_map(ax: plt.Axes, matrix: np.ndarray, labels: list[str], title: str) -
     ax.set_title(title, fontsize=9)
 
 
-def confusion_heat_maps(method: str, method_score: MethodScore) -> plt.Figure:
+def confusion_heat_maps(method: str, method_score: MethodScore) -> Figure:
     """Good-vs-bad and per-group confusion matrices of one method (colour: row fraction)."""
     groups = [g for g in GROUPS if g in method_score.confusions]
     fig, axes = plt.subplots(1, 1 + len(groups), figsize=(2.6 * (1 + len(groups)), 2.9), squeeze=False)
@@ -164,7 +169,7 @@ def confusion_heat_maps(method: str, method_score: MethodScore) -> plt.Figure:
     return fig
 
 
-def accuracy_by_dataset(summary: pd.DataFrame) -> plt.Figure:
+def accuracy_by_dataset(summary: pd.DataFrame) -> Figure:
     """Good-vs-bad accuracy of every method on every dataset (and pooled)."""
     table = summary.pivot(index="dataset", columns="method", values="accuracy")
     table = table.reindex([d for d in dict.fromkeys(summary["dataset"])])
@@ -187,14 +192,14 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_")
 
 
-def png_bytes(fig: plt.Figure) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
     """The figure as PNG (for embedding), closing it."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()
 
 
-def save(fig: plt.Figure, directory: Path, stem: str) -> bytes:
+def save(fig: Figure, directory: Path, stem: str) -> bytes:
     """Write ``stem.png`` and ``stem.pdf`` atomically; return the PNG bytes and close the figure."""
     directory.mkdir(parents=True, exist_ok=True)
     png = png_bytes(fig)
@@ -206,5 +211,5 @@ def save(fig: plt.Figure, directory: Path, stem: str) -> bytes:
     return png
 
 
-def save_all(figures: Mapping[str, plt.Figure], directory: Path) -> dict[str, bytes]:
+def save_all(figures: Mapping[str, Figure], directory: Path) -> dict[str, bytes]:
     return {stem: save(fig, directory, stem) for stem, fig in figures.items()}

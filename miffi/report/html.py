@@ -13,13 +13,14 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from miffi import __version__, atomic
 from miffi.errors import MiffiError
-from miffi.evaluate.scores import Evaluation, MethodScore, summary_table
+from miffi.evaluate.scores import Evaluation, MethodScore, pooled_scores, summary_table
 from miffi.labels import GROUPS
 from miffi.preprocess.config import PreprocessConfig
 from miffi.report import figures
@@ -79,7 +80,7 @@ def thumbnail(tensor: np.ndarray, size: int = 160, clip: float = PreprocessConfi
     tiles = []
     for channel in square:
         grey = np.clip((channel + clip) / (2 * clip) * 255.0, 0, 255).astype(np.uint8)
-        tiles.append(np.asarray(Image.fromarray(grey).resize((size, size), Image.BILINEAR)))
+        tiles.append(np.asarray(Image.fromarray(grey).resize((size, size), Image.BILINEAR)))  # type: ignore[attr-defined]  # Pillow sets it at run time
     gap = np.full((size, 4), 255, np.uint8)
     joined = np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1)
     buffer = io.BytesIO()
@@ -156,7 +157,7 @@ def _errors(results: pd.DataFrame, matched: pd.DataFrame, method: str, cache_dir
     )
 
 
-def _method_tables(evaluation: Mapping) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _method_tables(evaluation: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Good-vs-bad metrics, and per-group accuracies (exact label / good-vs-bad), per method."""
     table = summary_table({evaluation["dataset"]: evaluation}).drop(columns="dataset")
     good_bad = table[["method", "n", "TP", "FP", "TN", "FN", "accuracy", "precision", "recall", "specificity", "f1"]]
@@ -173,7 +174,7 @@ def dataset_report(
     results: pd.DataFrame,
     out: Path,
     title: str,
-    evaluation: Mapping | None = None,
+    evaluation: Mapping[str, Any] | None = None,
     matched: pd.DataFrame | None = None,
     cache_dir: Path | None = None,
     figure_dir: Path | None = None,
@@ -252,7 +253,7 @@ def dataset_report(
 
 
 def summary_report(
-    evaluations: Sequence[Mapping],
+    evaluations: Sequence[Mapping[str, Any]],
     out: Path,
     title: str,
     figure_dir: Path | None = None,
@@ -271,11 +272,7 @@ def summary_report(
     summary = summary_table(by_name)
     atomic.write_text(out.with_suffix(".tsv"), summary.to_csv(sep="\t", index=False))
     made = {"accuracy": figures.accuracy_by_dataset(summary)}
-    pooled: dict[str, MethodScore] = {}
-    for evaluation in evaluations:
-        for name, data in evaluation["methods"].items():
-            s = MethodScore.from_dict(data)
-            pooled[name] = pooled[name] + s if name in pooled else s
+    pooled = pooled_scores(evaluations)
     for name, s in pooled.items():
         made[f"pooled_confusion_{figures.slug(name)}"] = figures.confusion_heat_maps(f"{name} (all datasets)", s)
     pngs = figures.save_all(made, figure_dir)
@@ -324,7 +321,7 @@ def write_evaluation(evaluation: Evaluation, directory: Path) -> None:
     )
 
 
-def read_evaluation(directory: Path) -> tuple[dict, pd.DataFrame]:
+def read_evaluation(directory: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     """The ``evaluation.json`` and ``matched.tsv`` that ``miffi evaluate`` wrote into ``directory``."""
     evaluation = json.loads((directory / "evaluation.json").read_text(encoding="utf-8"))
     matched = read_tsv(directory / "matched.tsv", ["micrograph", "path", "input", "key"], "matched table")

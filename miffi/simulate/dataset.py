@@ -14,6 +14,7 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import mrcfile
 import numpy as np
@@ -42,7 +43,7 @@ def _write_mrc(path: Path, image: np.ndarray, pixel_size: float, float16: bool) 
         mrc.voxel_size = pixel_size
 
 
-def _make_one(args: tuple[Scene, Path, bool]) -> dict:
+def _make_one(args: tuple[Scene, Path, bool]) -> dict[str, Any]:
     scene, folder, float16 = args
     image = render(scene)
     _write_mrc(folder / f"{scene.micrograph}.mrc", image, scene.pixel_size, float16)

@@ -62,7 +62,8 @@ def ctf(k2: np.ndarray, angle: np.ndarray, params: CtfParams) -> np.ndarray:
     cs = params.cs * 1e7
     chi = np.pi * lam * params.defocus(angle) * k2 - 0.5 * np.pi * cs * lam**3 * k2 * k2
     a = params.amplitude_contrast
-    return -(math.sqrt(1 - a * a) * np.sin(chi) + a * np.cos(chi))
+    result: np.ndarray = -(math.sqrt(1 - a * a) * np.sin(chi) + a * np.cos(chi))
+    return result
 
 
 def ctf_zeros(params: CtfParams, count: int, angle: float = 0.0) -> np.ndarray:
@@ -135,7 +136,8 @@ def random_field(spectrum_amplitude: np.ndarray, shape: tuple[int, int], rng: np
     half = spectrum_amplitude.shape
     noise = rng.standard_normal(half, dtype=np.float32) + 1j * rng.standard_normal(half, dtype=np.float32)
     scale = math.sqrt(shape[0] * shape[1] / 2)
-    return scipy.fft.irfft2(noise * (spectrum_amplitude * scale), s=shape, workers=-1).astype(np.float32)
+    result: np.ndarray = scipy.fft.irfft2(noise * (spectrum_amplitude * scale), s=shape, workers=-1).astype(np.float32)
+    return result
 
 
 def crystal_spectrum(ky: np.ndarray, kx: np.ndarray, orientations: np.ndarray, domain_size: float) -> np.ndarray:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import scipy.fft
@@ -99,7 +100,7 @@ class Scene:
             self.bfactor,
         )
 
-    def row(self) -> dict:
+    def row(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -118,7 +119,8 @@ def draw_scene(
 ) -> Scene:
     """Draw the labels (unless given) and the parameters that realise them."""
     rng = np.random.default_rng(seed)
-    labels = dict(labels or {group: _pick(rng, config.mix[group]) for group in GROUPS})
+    chosen: dict[str, Any] = dict(labels or {group: _pick(rng, config.mix[group]) for group in GROUPS})
+    labels = chosen
     defocus = _uniform(rng, config.defocus)
     astig = _uniform(rng, config.astigmatism)
     drift_kind = "none" if labels["drift"] == "no_crack_drift" else _pick(rng, config.bad_drift_kinds)
@@ -126,7 +128,7 @@ def draw_scene(
     return Scene(
         micrograph=name,
         seed=seed,
-        **labels,
+        **chosen,
         height=detector.height,
         width=detector.width,
         pixel_size=detector.pixel_size,
@@ -197,7 +199,8 @@ def film_distance(shape: tuple[int, int], coverage: float, pixel_size: float, rn
     cy, cx = centre - direction * 0.5 * (low + high)
     y = np.arange(rows, dtype=np.float32)[:, None]
     x = np.arange(cols, dtype=np.float32)[None, :]
-    return (np.hypot(y - cy, x - cx) - radius) * pixel_size
+    result: np.ndarray = (np.hypot(y - cy, x - cx) - radius) * pixel_size
+    return result
 
 
 def crack_masks(shape: tuple[int, int], pixel_size: float, scene: Scene) -> tuple[np.ndarray, np.ndarray]:
@@ -256,7 +259,8 @@ def crystal_domains(shape: tuple[int, int], fraction: float, pixel_size: float, 
         return np.ones(shape, dtype=np.float32)
     field = _coarse_field(shape, 2500.0 / pixel_size, rng)
     threshold = np.quantile(field[::8, ::8], 1 - fraction)
-    return np.clip((field - threshold) * 4 + 0.5, 0, 1).astype(np.float32)
+    result: np.ndarray = np.clip((field - threshold) * 4 + 0.5, 0, 1).astype(np.float32)
+    return result
 
 
 # --- particles ---------------------------------------------------------------------------
@@ -362,7 +366,8 @@ def fourier_resample(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     padded[:top, : cols // 2 + 1] = spectrum[:top]
     padded[shape[0] - (rows - top) :, : cols // 2 + 1] = spectrum[top:]
     scale = shape[0] * shape[1] / (rows * cols)
-    return (scipy.fft.irfft2(padded, s=shape, workers=-1) * scale).astype(np.float32)
+    result: np.ndarray = (scipy.fft.irfft2(padded, s=shape, workers=-1) * scale).astype(np.float32)
+    return result
 
 
 def render(scene: Scene) -> np.ndarray:
@@ -443,4 +448,5 @@ def shot_noise(expected: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     low = expected < NORMAL_APPROXIMATION_COUNTS
     if low.any():
         counts[low] = rng.poisson(expected[low])
-    return counts.astype(np.float32)
+    result: np.ndarray = counts.astype(np.float32)
+    return result

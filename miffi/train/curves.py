@@ -55,7 +55,7 @@ def learning_curve(
             {
                 "train_size": size,
                 "best_epoch": int(best["epoch"]),
-                **{k: best[k] for k in history if k.startswith("val_")},
+                **{k: best[k] for k in history.columns if k.startswith("val_")},
             }
         )
         losses[size] = history

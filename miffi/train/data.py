@@ -112,7 +112,7 @@ def augmented_tensor(
     return squares_to_tensor(square[None], crop, config, torch.device("cpu"), offset)[0]
 
 
-class AugmentedMicrographs(torch.utils.data.Dataset):
+class AugmentedMicrographs(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Training samples: a fresh augmentation of each micrograph per epoch, reproducible
     from (seed, epoch, index), so an interrupted run resumes with the same draws."""
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -55,7 +56,8 @@ class ParamGroup:
 
 def parameter_groups(model: torch.nn.Module, layer_decay: float) -> list[ParamGroup]:
     """Groups by (layer, weight decay or not), each with its learning-rate scale."""
-    depths = tuple(len(stage.blocks) for stage in model.stages)
+    stages: Any = model.stages  # a timm ConvNeXt's nn.Sequential of stages, each with its .blocks
+    depths = tuple(len(stage.blocks) for stage in stages)
     if len(depths) != 4:
         raise SettingError(f"expected a ConvNeXt with 4 stages, found {len(depths)}")
     grouped: dict[tuple[int, bool], list[str]] = {}
@@ -70,7 +72,7 @@ def parameter_groups(model: torch.nn.Module, layer_decay: float) -> list[ParamGr
     ]
 
 
-def optimizer_groups(model: torch.nn.Module, layer_decay: float, weight_decay: float) -> list[dict]:
+def optimizer_groups(model: torch.nn.Module, layer_decay: float, weight_decay: float) -> list[dict[str, Any]]:
     """``torch.optim`` parameter groups (with an ``lr_scale`` key the schedule applies)."""
     parameters = dict(model.named_parameters())
     return [

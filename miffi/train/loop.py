@@ -27,6 +27,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -86,11 +87,11 @@ class TrainConfig:
     def preprocess(self) -> PreprocessConfig:
         return PreprocessConfig(power_spectrum=self.channels == 2, size=self.size)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         try:
             reject_unknown_fields(cls, data, "training setting(s)")
         except ValueError as error:
@@ -99,7 +100,7 @@ class TrainConfig:
 
 
 FINETUNE = {"lr": 1e-5, "min_lr": 1e-6, "weight_decay": 1e-8, "layer_decay": 0.9, "epochs": 10, "warmup_epochs": 0.0}
-PRESETS: dict[str, dict] = {
+PRESETS: dict[str, dict[str, Any]] = {
     "scratch-1ch": {
         "channels": 1,
         "lr": 4e-4,
@@ -114,7 +115,7 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def preset_config(preset: str | None, **overrides) -> TrainConfig:
+def preset_config(preset: str | None, **overrides: Any) -> TrainConfig:
     """A preset with ``overrides`` (keys whose value is None are left at the preset's)."""
     if preset is not None and preset not in PRESETS:
         raise MiffiError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
@@ -154,7 +155,9 @@ def learning_rate(step: int, total: int, warmup: int, config: TrainConfig) -> fl
 
 def group_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Sum over the four label groups of the mean cross-entropy."""
-    return sum(F.cross_entropy(logits[:, part].float(), targets[:, i]) for i, part in enumerate(SLICES.values()))
+    total = sum(F.cross_entropy(logits[:, part].float(), targets[:, i]) for i, part in enumerate(SLICES.values()))
+    assert isinstance(total, torch.Tensor)  # (four groups: never the empty sum's 0)
+    return total
 
 
 def build_model(config: TrainConfig) -> torch.nn.Module:
@@ -188,7 +191,9 @@ def prepare_validation(samples: pd.DataFrame, config: TrainConfig, out: Path, pr
     return Validation(cache, usable.reset_index(drop=True))
 
 
-def validate(model: torch.nn.Module, validation: Validation, config: TrainConfig, device: torch.device) -> dict:
+def validate(
+    model: torch.nn.Module, validation: Validation, config: TrainConfig, device: torch.device
+) -> dict[str, Any]:
     """Validation loss (per square) and accuracy (per micrograph, squares combined)."""
     model.eval()
     names, squares, probabilities, losses = [], [], [], []
@@ -216,7 +221,8 @@ def validate(model: torch.nn.Module, validation: Validation, config: TrainConfig
     truth = validation.samples.set_index("micrograph")
 
     def good(frame: pd.DataFrame) -> np.ndarray:
-        return np.logical_and.reduce([frame[g].isin(GOOD[g]).to_numpy() for g in GROUPS])
+        result: np.ndarray = np.logical_and.reduce([frame[g].isin(GOOD[g]).to_numpy() for g in GROUPS])
+        return result
 
     counts = Counts.of(good(truth), good(combined))
     result = {
@@ -250,7 +256,12 @@ class Checkpoints:
         return self.out / "state.pt"
 
     def save_state(
-        self, optimizer: torch.optim.Optimizer, epoch: int, step: int, history: list[dict], iterations: list[dict]
+        self,
+        optimizer: torch.optim.Optimizer,
+        epoch: int,
+        step: int,
+        history: list[dict[str, Any]],
+        iterations: list[dict[str, Any]],
     ) -> None:
         """Progress after a finished epoch (the logs too: a workflow manager may delete
         log.tsv and best.safetensors of an interrupted job, which resume then rewrites)."""
@@ -266,24 +277,25 @@ class Checkpoints:
                 tmp,
             )
 
-    def keep_best(self, history: list[dict]) -> None:
+    def keep_best(self, history: list[dict[str, Any]]) -> None:
         """Copy the best epoch's checkpoint to best.safetensors."""
         epoch = int(best_epoch(pd.DataFrame(history))["epoch"])
         with atomic.atomic_open(self.best, "wb") as handle:
             handle.write(self.epoch(epoch - 1).read_bytes())
 
-    def load_state(self) -> dict:
-        return torch.load(self.state, map_location="cpu", weights_only=True)
+    def load_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = torch.load(self.state, map_location="cpu", weights_only=True)
+        return state
 
 
-def _write_logs(out: Path, history: list[dict], iterations: list[dict]) -> None:
+def _write_logs(out: Path, history: list[dict[str, Any]], iterations: list[dict[str, Any]]) -> None:
     atomic.write_text(out / "log.tsv", pd.DataFrame(history).to_csv(sep="\t", index=False))
     atomic.write_text(out / "iterations.tsv", pd.DataFrame(iterations).to_csv(sep="\t", index=False))
 
 
 def _resume(
     out: Path, config: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer, checkpoints: Checkpoints
-) -> tuple[int, int, list[dict], list[dict]]:
+) -> tuple[int, int, list[dict[str, Any]], list[dict[str, Any]]]:
     """Restore weights, optimizer and logs of the last finished epoch; (next epoch, step, logs)."""
     saved = json.loads((out / "config.json").read_text())
     if saved != config.to_dict():
@@ -318,7 +330,9 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     model = build_model(config).to(device)
     optimizer = torch.optim.AdamW(optimizer_groups(model, config.layer_decay, config.weight_decay), lr=config.lr)
-    start_epoch, step, history, iterations = 0, 0, [], []
+    history: list[dict[str, Any]] = []
+    iterations: list[dict[str, Any]] = []
+    start_epoch, step = 0, 0
     if resume and checkpoints.state.exists():
         start_epoch, step, history, iterations = _resume(out, config, model, optimizer, checkpoints)
     else:

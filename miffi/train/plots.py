@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from miffi.labels import GROUPS
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-def _accuracy_lines(ax: plt.Axes, x: pd.Series, scores: pd.DataFrame, xlabel: str, ylabel: str) -> None:
+
+def _accuracy_lines(ax: Axes, x: pd.Series, scores: pd.DataFrame, xlabel: str, ylabel: str) -> None:
     """Good-vs-bad and per-group validation accuracy against ``x``."""
     ax.plot(x, scores["val_accuracy"], "o-", color="black", label="good vs bad")
     for group in GROUPS:
@@ -19,7 +25,7 @@ def _accuracy_lines(ax: plt.Axes, x: pd.Series, scores: pd.DataFrame, xlabel: st
     ax.legend(frameon=False, fontsize=8)
 
 
-def loss_figure(history: pd.DataFrame, iterations: pd.DataFrame) -> plt.Figure:
+def loss_figure(history: pd.DataFrame, iterations: pd.DataFrame) -> Figure:
     """Training loss per iteration (and its running mean), validation loss and accuracy per epoch."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
     per_epoch = max(1, len(iterations) // max(1, len(history)))
@@ -37,7 +43,7 @@ def loss_figure(history: pd.DataFrame, iterations: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def learning_curve_figure(curve: pd.DataFrame) -> plt.Figure:
+def learning_curve_figure(curve: pd.DataFrame) -> Figure:
     """Best validation accuracy against the number of training micrographs."""
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     ax.set_xscale("log")

@@ -11,6 +11,7 @@ re-initialised for the 11 Miffi outputs).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,6 +28,7 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
             f"{path}: pretrained weights not found (miffi never downloads them: fetch e.g. timm's "
             "convnext_small.in12k model.safetensors once and give its path)"
         )
+    weights: Any  # a file's content: checked below
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

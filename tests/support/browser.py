@@ -1,4 +1,4 @@
-"""Headless Chromium (the system's /usr/bin/chromium, driven by Playwright) for report tests."""
+"""Headless Chromium (the system's /usr/bin/chromium, driven by Playwright) for the report and the review app."""
 
 from __future__ import annotations
 
@@ -22,9 +22,10 @@ def chromium_path() -> str | None:
 
 
 @contextlib.contextmanager
-def open_report(path: Path, width: int = 1280, height: int = 900) -> Iterator:
-    """A loaded page of ``path``; ``page.errors`` lists console errors, page errors and
-    failed requests. Every request that leaves the file system is blocked (offline)."""
+def open_page(url: str, width: int = 1280, height: int = 900, local: tuple[str, ...] = ("file:", "data:")) -> Iterator:
+    """A loaded page of ``url``; ``page.errors`` lists console errors, page errors and
+    failed requests (but those the page cancels itself). Every request to anywhere but
+    ``local`` prefixes is blocked (offline) and listed there too."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -36,16 +37,24 @@ def open_report(path: Path, width: int = 1280, height: int = 900) -> Iterator:
                 "console", lambda m: page.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None
             )
             page.on("pageerror", lambda e: page.errors.append(f"page error: {e}"))
-            page.on("requestfailed", lambda r: page.errors.append(f"request failed: {r.url}"))
+            page.on(  # (a request the page itself cancels, e.g. a prefetch when it reloads, is no failure)
+                "requestfailed",
+                lambda r: None if r.failure == "net::ERR_ABORTED" else page.errors.append(f"request failed: {r.url}"),
+            )
             page.route(
                 "**/*",
                 lambda route: (
                     route.continue_()
-                    if route.request.url.startswith(("file:", "data:"))
+                    if route.request.url.startswith(local)
                     else (page.errors.append(f"network request: {route.request.url}"), route.abort())
                 ),
             )
-            page.goto(Path(path).resolve().as_uri(), wait_until="load")
+            page.goto(url, wait_until="load")
             yield page
         finally:
             browser.close()
+
+
+def open_report(path: Path, width: int = 1280, height: int = 900) -> contextlib.AbstractContextManager:
+    """A loaded page of the HTML file ``path``, offline (see :func:`open_page`)."""
+    return open_page(Path(path).resolve().as_uri(), width, height)

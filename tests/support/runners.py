@@ -7,12 +7,16 @@ process runners are bounded by ``timeout``: a hung child is killed, never the su
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +58,38 @@ def miffi(
         cwd=cwd,
         env=ENV if env is None else env,
     )
+
+
+@contextlib.contextmanager
+def serving(*argv: object, timeout: float = 120) -> Iterator[tuple[subprocess.Popen, str]]:
+    """``miffi ARGV`` started as a server (``miffi label``/``curate``): the process and the
+    URL it printed (``process.output``: its lines); stopped (killed if need be) when the
+    block ends."""
+    process = subprocess.Popen(
+        [str(BIN / "miffi"), *map(str, argv)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV
+    )
+    try:
+        deadline, url, seen = time.monotonic() + timeout, None, []
+        while url is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line and process.poll() is not None:
+                break
+            seen.append(line)
+            found = re.search(r"(http://\S+)", line)
+            url = found[1] if found else None
+        assert url, f"no URL from miffi {' '.join(map(str, argv))}:\n{''.join(seen)}"
+        process.output = seen  # type: ignore[attr-defined]  # what it prints later, kept by a reader
+        threading.Thread(target=lambda: seen.extend(process.stdout), daemon=True).start()
+        yield process, url
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        process.stdout.close()
 
 
 def snakemake(

@@ -17,6 +17,7 @@ LAYERS = [
     {"export"},
     {"pipeline", "evaluate"},
     {"report"},
+    {"review"},
     {"simulate", "train"},
     {"cli", "__main__"},
 ]

@@ -120,6 +120,20 @@ def test_workflow_runs_and_reruns_only_what_changed(tmp_path, micrographs):
     results = pd.read_csv(tmp_path / "out" / "ds" / "results.tsv", sep="\t")
     assert set(results["classifier"]) == {"model:model.pt"} and "wf_category" in results
 
+    # overrides where `miffi curate out/ds/results.tsv` writes them: combine and what follows re-run
+    chosen = results["micrograph"].iloc[0]
+    target = "good" if results["category"].iloc[0] != "good" else "bad_drift"
+    (tmp_path / "out" / "ds" / "overrides.tsv").write_text(
+        f"micrograph\tcategory_override\toverride_source\n{chosen}\t{target}\tmanual:me\n"
+    )
+    ran = jobs(snakemake(tmp_path))
+    assert set(ran) - {"all"} == {"combine", "export", "evaluate", "report", "summary"}
+    results = pd.read_csv(tmp_path / "out" / "ds" / "results.tsv", sep="\t").set_index("micrograph")
+    assert results.loc[chosen, "category_override"] == target and results.loc[chosen, "override_source"] == "manual:me"
+    assert results["category_override"].notna().sum() == 1
+    listed = (tmp_path / "out" / "ds" / "export" / "lists" / f"{target}.txt").read_text().splitlines()
+    assert any(line.endswith(f"{chosen}.mrc") for line in listed)
+
 
 def test_workflow_trains_a_model_and_classifies_with_it(tmp_path):
     train = {

@@ -4,6 +4,7 @@ rule combine:
     input:
         table=f"{OUT}/{{dataset}}/micrographs.micrographs.tsv",
         predictions=chunk_predictions,
+        overrides=overrides_input,
     output:
         results=f"{OUT}/{{dataset}}/results.tsv",
         results_parquet=f"{OUT}/{{dataset}}/results.parquet",
@@ -17,6 +18,7 @@ rule combine:
         cache=cache_dir,
         model=model_option,
         options=combine_options,
+        overrides=overrides_option,
     shell:
         "miffi combine {input.table:q} --cache={params.cache:q} --out={output.results:q} {params.model:q} "
-        "{params.options:q} --predictions {input.predictions:q} > {log:q} 2>&1"
+        "{params.options:q} {params.overrides:q} --predictions {input.predictions:q} > {log:q} 2>&1"

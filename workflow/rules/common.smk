@@ -292,6 +292,24 @@ def model_option(wildcards):
     return option("model", model_path(wildcards))
 
 
+def overrides_of(wildcards):
+    """The dataset's overrides file: as configured, else the one `miffi curate` writes
+    beside its results when it exists (its appearance or a change re-runs combine)."""
+    configured = setting(wildcards, "overrides")
+    default = f"{dataset_dir(wildcards)}/overrides.tsv"
+    return configured or (default if os.path.exists(default) else None)
+
+
+def overrides_input(wildcards):
+    path = overrides_of(wildcards)
+    return carried([path]) if path else []
+
+
+def overrides_option(wildcards):
+    """`--overrides=FILE` when the dataset has overrides; else none."""
+    return option("overrides", overrides_of(wildcards))
+
+
 def combine_options(wildcards):
     """The dataset's combination rule and good/bad thresholds."""
     return [
@@ -302,7 +320,7 @@ def combine_options(wildcards):
 
 
 def export_formats(wildcards):
-    """The dataset's export formats, comma-separated (`relion,cryosparc,list`)."""
+    """The dataset's export formats, comma-separated (`relion,cryosparc,lists`)."""
     return ",".join(setting(wildcards, "formats"))
 
 
