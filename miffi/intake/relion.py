@@ -90,9 +90,7 @@ def micrograph_rows(blocks: dict[str, pd.DataFrame | dict[str, Any]], path: Path
     particle and a ``particles`` count. Exports index these rows by position.
     """
     kind, name = star_kind(blocks, path)
-    block = blocks[name]
-    # A loop block (a simple one, read as a dict, would fail here as it always has).
-    assert isinstance(block, pd.DataFrame), f"{path}: block data_{name} is not a loop"
+    block = _tables({name: blocks[name]})[name]  # a one-micrograph star may hold a simple block
     if kind == "micrographs":
         return kind, name, block.reset_index(drop=True)
     names = block[NAME].astype(str)

@@ -10,6 +10,7 @@ delimited text that the other commands read: the labels CSV is what ``miffi eval
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -47,6 +48,20 @@ class DecisionFile:
         self.rows: dict[str, dict[str, str]] = self._read() if self.path.exists() else {}
         # each row's line as written, so a change formats only its own rows
         self._lines = {key: self._line(row) for key, row in self.rows.items()}
+
+    def claim(self) -> None:
+        """Hold the file for this process until it exits (a lock beside it, released by
+        the system even after kill -9): a second server on the same file would overwrite
+        this one's decisions with its own."""
+        lock = self.path.with_name(f".{self.path.name}.lock")
+        atomic.ensure_folder(lock.parent)
+        handle = open(lock, "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise InputError(self.path, "is in use by another miffi label or curate: stop that one first") from None
+        self._claimed = handle
 
     def _read(self) -> dict[str, dict[str, str]]:
         reader = csv.DictReader(io.StringIO(read_text(self.path, "decision file")), delimiter=self.delimiter)

@@ -106,6 +106,9 @@ class ReviewSession:
             raise ValueError(f"unknown mode {mode!r}")
         if mode == "label" and decisions.labels is None or mode == "curate" and decisions.overrides is None:
             raise ValueError(f"mode {mode} needs its decision file")
+        store = decisions.labels if mode == "label" else decisions.overrides
+        assert store is not None  # (checked above)
+        store.claim()
         self.table = table.reset_index(drop=True)
         self.cache = cache
         self.mode = mode
@@ -227,13 +230,13 @@ class ReviewSession:
                 self._pictures.move_to_end((row, kind))
                 return self._pictures[row, kind]
         if kind == "micrograph":
-            data = png(micrograph_view(self.table["path"].iloc[row]))
+            data = png(micrograph_view(self.table["path"].iloc[row]), level=0)  # (served locally: speed first)
         else:
             views = tensor_views(self.tensor(row))
             if kind == "spectrum" and len(views) < 2:
                 raise MiffiError(f"{self.table['micrograph'].iloc[row]}: the cache holds no power spectrum")
             wanted = views[0] if kind == "image" else views[1]
-            data = png(resized(wanted, 768) if wanted.shape[1] > 768 else wanted)
+            data = png(resized(wanted, 768) if wanted.shape[1] > 768 else wanted, level=0)
         with self._lock:
             self._pictures[row, kind] = data
             while len(self._pictures) > PICTURE_CACHE:

@@ -59,6 +59,9 @@ def test_labels_by_keyboard_survive_a_reload_and_kill_9(run, tmp_path):
     labels = tmp_path / "labels.csv"
     argv = ("label", run / "results.tsv", "--labels", labels, "--order", "acquisition", "--port", "0")
     with serving(*argv) as (server, url), open_page(url, local=local(url)) as page:
+        second = miffi(*argv)  # another server on the same file would overwrite this one's labels
+        assert second.returncode == 2
+        assert "labels.csv: is in use by another miffi label or curate: stop that one first" in second.stderr
         shown(page, "sim_00000")
         for key in ("2", "w", "a", "z", "Enter"):  # minor film, a crack, not crystalline, minor: save, go on
             page.keyboard.press(key)

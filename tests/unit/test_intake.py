@@ -208,3 +208,11 @@ def test_missing_inputs_are_clear(tmp_path):
     with pytest.raises(InputError, match="not a readable cryoSPARC"):
         (tmp_path / "bad.cs").write_bytes(b"junk")
         read_micrographs([tmp_path / "bad.cs"])
+
+
+def test_a_one_micrograph_star_in_a_simple_block(tmp_path):
+    """RELION writes a single row as a key-value block; it is one micrograph, not an error."""
+    write_mrc(tmp_path / "a.mrc", np.zeros((600, 600), np.float32), pixel_size=1.1)
+    (tmp_path / "one.star").write_text("data_micrographs\n\n_rlnMicrographName a.mrc\n_rlnOpticsGroup 1\n")
+    table = read_micrographs([tmp_path / "one.star"])
+    assert table["micrograph"].tolist() == ["a"] and table["pixel_size"].tolist() == [pytest.approx(1.1)]
