@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +27,8 @@ from miffi import atomic
 from miffi.classify import registry
 from miffi.classify.combine import CATEGORIES, PROBABILITY_COLUMNS, CategorySettings, categorise, combine
 from miffi.classify.ctf_baseline import ctf_baseline, fit_resolution
-from miffi.classify.weightfree import WeightFreeThresholds, predict_metrics
+from miffi.classify.weightfree import VERSION as WEIGHTFREE_VERSION
+from miffi.classify.weightfree import WeightFreeThresholds, predict_metrics, without_spectra
 from miffi.errors import InputError, MiffiError
 from miffi.export import FORMATS, check_categories, check_formats, export
 from miffi.export.microscope import Microscope
@@ -239,16 +240,27 @@ def weightfree_predictions(
     sources: Mapping[str, str],
     thresholds: WeightFreeThresholds,
     sidecars: Sidecars | None = None,
+    unscaled: Collection[str] = (),
 ) -> pd.DataFrame:
     """The weight-free classifier on the cached metrics of ``sources`` (micrograph → file),
-    from ``sidecars`` when already read."""
+    from ``sidecars`` when already read. The spectral metrics of the ``unscaled``
+    micrographs (pixel size only a header's default) are not used: at an unknown scale
+    they measure the wrong frequencies."""
     metrics = {}
     for micrograph, source in sources.items():
         meta = cache.entry(micrograph, source) if sidecars is None else finished_entry(sidecars.get(micrograph), source)
         if meta is None:
             raise CacheConflict(f"{cache.sidecar_path(micrograph)}: no cache entry made from {source} ({SHARED_NAME})")
-        metrics[micrograph] = meta["square_metrics"]
+        squares = meta["square_metrics"]
+        metrics[micrograph] = without_spectra(squares) if micrograph in unscaled else squares
     return predict_metrics(metrics, thresholds)
+
+
+def unscaled_micrographs(table: pd.DataFrame) -> set[str]:
+    """Micrographs whose pixel size is only a header's unset default (1.0 Å)."""
+    if "pixel_size_source" not in table:
+        return set()
+    return set(table.loc[table["pixel_size_source"] == "header_default", "micrograph"])
 
 
 def usable_sources(status: pd.DataFrame) -> dict[str, str]:
@@ -266,10 +278,11 @@ def weightfree_stage(
     cache = TensorCache(cache_dir, PreprocessConfig())
     sidecars = cache.read_sidecars(table["micrograph"]) if sidecars is None else sidecars
     usable = usable_sources(cache_status(table, cache, sidecars))
-    text = json.dumps(dataclasses.asdict(thresholds), sort_keys=True)
+    unscaled = unscaled_micrographs(table)
+    text = json.dumps({**dataclasses.asdict(thresholds), "version": WEIGHTFREE_VERSION}, sort_keys=True)
     store = Path(cache_dir) / "predictions" / ("weightfree-" + hashlib.sha256(text.encode()).hexdigest()[:12])
     return predict_reusing(
-        lambda names: weightfree_predictions(cache, {m: usable[m] for m in names}, thresholds, sidecars),
+        lambda names: weightfree_predictions(cache, {m: usable[m] for m in names}, thresholds, sidecars, unscaled),
         list(usable),
         cache,
         store,
@@ -299,7 +312,7 @@ def combine_stage(
     categorised = categorise(combine(predictions, rule), categories)
     second_opinion = None
     if model:
-        weightfree = weightfree_predictions(cache, usable, thresholds, sidecars)
+        weightfree = weightfree_predictions(cache, usable, thresholds, sidecars, unscaled_micrographs(table))
         second_opinion = categorise(combine(weightfree, rule), categories)
     method = method_name(model)
     return results_table(table, status, categorised, second_opinion, method, overrides)

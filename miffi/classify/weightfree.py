@@ -4,12 +4,21 @@ It turns each square's metrics (:mod:`miffi.preprocess.metrics`) into probabilit
 labels, like a CNN would, so combining squares, categories and exports work the same.
 Each decision is a logistic step ``σ((metric − threshold) / width)`` on one metric; the
 thresholds live in :class:`WeightFreeThresholds` and were fitted on simulated data
-(``scripts/fit_weightfree.py``; values and accuracy in the README).
+(``scripts/fit_weightfree.py``; values and accuracy in docs/metrics.md).
 
-- drift (crack_drift_empty): anisotropic spectrum (drift), a flat spectrum (empty
-  hole), or a bright band (the gap of a crack);
+Its confidence is calibrated to what it can know: no decision is surer than ``SUREST``;
+a metric it cannot compute (NaN: beyond the micrograph's Nyquist frequency, or a
+pixel size that is only a header's default) gives ``UNKNOWN`` — no evidence, leaning to
+no defect; and a value outside the range the thresholds were fitted on
+(``FITTED_RANGE``) fades its decision towards ``UNKNOWN``. Out of its range, the
+classifier says it does not know (low confidence) instead of calling at 0.99.
+
+- drift (crack_drift_empty): anisotropic spectrum, or Thon rings that fit far better
+  along one direction (drift); no Thon rings at all (an empty hole: physics, whatever
+  the dataset), or without a CTF fit a flat spectrum; a bright band (the gap of a crack);
 - contamination: major when dark objects cover more than a fraction of the area;
-- crystallinity: sharp radial peaks at the ice spacings (minor / major by strength);
+- crystallinity: lattice spots on the ice-spacing rings against their surroundings, or
+  sharp radial peaks there (minor / major by the peaks' strength);
 - film: a two-region split (an edge) whose darker part is small (minor) or large
   (major); film everywhere when the low-resolution spectrum is strong (carbon) without
   contamination to explain it.
@@ -28,24 +37,72 @@ import pandas as pd
 from miffi.errors import SettingError
 from miffi.labels import LABELS
 from miffi.preprocess.config import reject_unknown_fields
+from miffi.preprocess.ctf import CTF_METRICS
+from miffi.preprocess.metrics import SPECTRAL_METRICS
+
+#: Bump when the classifier's rules change: stored predictions of another version are remade.
+VERSION = 2
+#: What a decision is worth when its metric is unknown (NaN: beyond the micrograph's
+#: Nyquist frequency, or a pixel size that is a header's default): no evidence either way,
+#: leaning to no defect (most micrographs of a session have none) but never confidently.
+UNKNOWN = 0.4
+#: No decision is surer than this: the metrics are physics proxies fitted on simulated
+#: data, not a model of every detector and specimen.
+SUREST = 0.97
+#: Where each metric lay on the simulated squares the thresholds were fitted on (0.5th to
+#: 99.5th percentile, ``scripts/fit_weightfree.py``). A value beyond this range is
+#: outside what the thresholds know: decisions drawn from it fade towards UNKNOWN, by
+#: ``exp(-2 · distance beyond the range / its width)``.
+FITTED_RANGE: dict[str, tuple[float, float]] = {
+    "water_ring": (0.8188, 8.0689),
+    "ice_peak": (1.0121, 22.4339),
+    "ice_lattice": (1.2, 130.0),
+    "anisotropy": (0.0339, 0.7515),
+    "flatness": (1.0311, 10.9822),
+    "thon_anisotropy": (0.0, 0.9162),
+    "thon_rings": (0.1636, 0.9534),
+    "dark_fraction": (0.0, 0.433),
+    "bright_fraction": (0.0, 0.2188),
+    "two_region": (2.3625, 7.5669),
+    "dark_region_fraction": (0.0594, 0.816),
+}
 
 
-def _step(value: float, threshold: float, width: float) -> float:
-    """Probability that ``value`` is above ``threshold`` (logistic, ``width`` wide)."""
-    if np.isnan(value):
+def _trust(metric: str, value: float) -> float:
+    """How much a decision drawn from ``metric`` at ``value`` is worth, in [0, 1]."""
+    if not math.isfinite(value):
         return 0.0
-    return float(1.0 / (1.0 + np.exp(-(value - threshold) / width)))
+    low, high = FITTED_RANGE.get(metric, (-math.inf, math.inf))
+    width = high - low if math.isfinite(high - low) and high > low else 1.0
+    beyond = max(0.0, (value - high) / width, (low - value) / width)
+    return math.exp(-2.0 * beyond)
+
+
+def _decide(m: Mapping[str, float], metric: str, threshold: float, width: float, above: bool = True) -> float:
+    """Calibrated probability that ``metric`` is above (or below) ``threshold``: a logistic
+    step ``width`` wide, kept within [1 − SUREST, SUREST] and faded towards UNKNOWN as the
+    value leaves the range it was fitted on."""
+    value = float(m.get(metric, math.nan))
+    trust = _trust(metric, value)
+    if trust == 0.0:
+        return UNKNOWN
+    z = (value - threshold) / width if above else (threshold - value) / width
+    p = min(SUREST, max(1.0 - SUREST, 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))))
+    return UNKNOWN + trust * (p - UNKNOWN)
 
 
 @dataclass(frozen=True)
 class WeightFreeThresholds:
     """Metric thresholds of the weight-free classifier (defaults fitted on simulated data)."""
 
-    drift_anisotropy: float = 0.5
-    empty_flatness: float = 2.2
+    drift_anisotropy: float = 0.575
+    drift_ring_anisotropy: float = 0.3
+    empty_thon_rings: float = 0.3
+    empty_flatness: float = 1.1
     crack_bright_fraction: float = 0.005
     contamination_dark_fraction: float = 0.15  # fitted on simulation: 0.27; see the README
-    crystal_minor_peak: float = 1.475
+    crystal_lattice: float = 2.4
+    crystal_minor_peak: float = 1.95
     crystal_major_peak: float = 1.95
     film_edge_separation: float = 6.0
     film_minor_coverage: float = 0.1
@@ -77,23 +134,43 @@ class WeightFreeThresholds:
             raise InputError(path, str(exc)) from None
 
 
+def _empty(m: Mapping[str, float], t: WeightFreeThresholds) -> float:
+    """An empty hole: no Thon rings where the fit could look for them (physics: without a
+    specimen nothing scatters), else a flat spectrum."""
+    if math.isfinite(m.get("thon_rings", math.nan)):
+        return _decide(m, "thon_rings", t.empty_thon_rings, 0.03, above=False)
+    return _decide(m, "flatness", t.empty_flatness, 0.1, above=False)
+
+
 def square_probabilities(m: Mapping[str, float], t: WeightFreeThresholds) -> np.ndarray:
     """The 11 label probabilities (model output order) for one square's metrics."""
-    contaminated = _step(m["dark_fraction"], t.contamination_dark_fraction, 0.02)
+    contaminated = _decide(m, "dark_fraction", t.contamination_dark_fraction, 0.02)
     drifted = max(
-        _step(m["anisotropy"], t.drift_anisotropy, 0.04),
-        _step(-m["flatness"], -t.empty_flatness, 0.1),
-        _step(m["bright_fraction"], t.crack_bright_fraction, 0.005),
+        _decide(m, "anisotropy", t.drift_anisotropy, 0.04),
+        _decide(m, "thon_anisotropy", t.drift_ring_anisotropy, 0.05),
+        _decide(m, "bright_fraction", t.crack_bright_fraction, 0.005),
+        _empty(m, t),
     )
-    major = _step(m["ice_peak"], t.crystal_major_peak, 0.05)
-    minor = _step(m["ice_peak"], t.crystal_minor_peak, 0.04) * (1 - major)
-    full_film = _step(m["flatness"], t.film_flatness, 0.4) * (1 - contaminated)
-    edge = _step(m["two_region"], t.film_edge_separation, 0.3) * (1 - full_film)
-    small = _step(-m["dark_region_fraction"], -t.film_minor_coverage, 0.03)
-    film = [(1 - edge) * (1 - full_film), edge * small, edge * (1 - small), full_film]
+    major = _decide(m, "ice_peak", t.crystal_major_peak, 0.05)
+    lattice = m.get("ice_lattice", math.nan)
+    spots = _decide(m, "ice_lattice", t.crystal_lattice, 0.05) if math.isfinite(lattice) else UNKNOWN
+    crystalline = max(spots, _decide(m, "ice_peak", t.crystal_minor_peak, 0.04), major)
+    full_film = _decide(m, "flatness", t.film_flatness, 0.4) * (1 - contaminated)
+    edge = _decide(m, "two_region", t.film_edge_separation, 0.3)
+    small = _decide(m, "dark_region_fraction", t.film_minor_coverage, 0.03, above=False)
+    rest = 1 - full_film
+    film = [rest * (1 - edge), rest * edge * small, rest * edge * (1 - small), full_film]
     return np.asarray(
-        [*film, 1 - drifted, drifted, 1 - minor - major, minor, major, 1 - contaminated, contaminated], dtype=np.float64
+        [*film, 1 - drifted, drifted, 1 - crystalline, crystalline - major, major, 1 - contaminated, contaminated],
+        dtype=np.float64,
     )
+
+
+def without_spectra(squares: Sequence[Mapping[str, float]]) -> list[dict[str, float]]:
+    """Squares' metrics with the spectral ones unknown (NaN): for a micrograph whose pixel
+    size is not known, they measure unknown frequencies."""
+    spectral = set(SPECTRAL_METRICS) | set(CTF_METRICS)
+    return [{k: (math.nan if k in spectral else v) for k, v in square.items()} for square in squares]
 
 
 def predict_metrics(

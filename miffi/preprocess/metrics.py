@@ -17,6 +17,11 @@ Nyquist frequency is NaN (e.g. the ice metrics above 2.8 Å per pixel).
 ``ice_spots``
     crystallinity around the rings: the 99.5th percentile over the median of the
     power on the three ice-spacing rings (lattice spots of crystalline domains).
+``ice_lattice``
+    lattice spots, measured against their surroundings: on each ice-spacing ring
+    (±0.003 Å⁻¹) the power in 2° sectors over that of the same sectors just beside the
+    ring (0.006–0.012 Å⁻¹ away), whose highest sector over their median, the largest of
+    the three rings (≈ 1.2 for vitreous ice; a crystalline domain's spots give more).
 ``anisotropy``, ``anisotropy_angle``
     in the 12–40 Å band, 1 − (weakest / strongest) power of 12 angular sectors, and the
     direction (degrees, 0 = x axis) of the weakest one: drift blurs along its
@@ -37,6 +42,10 @@ Nyquist frequency is NaN (e.g. the ice metrics above 2.8 Å per pixel).
     the area of the darker class (the film's coverage, when there is an edge).
 ``mean_intensity``
     mean value per input pixel (empty holes are brighter than the dataset's median).
+
+The CTF fit of each square adds ``thon_defocus``, ``thon_astigmatism``, ``thon_angle``,
+``thon_resolution``, ``thon_anisotropy`` and ``thon_rings``
+(:mod:`miffi.preprocess.ctf`).
 """
 
 from __future__ import annotations
@@ -48,17 +57,22 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.ndimage as ndi
 
+from miffi.preprocess.ctf import CTF_METRICS, ctf_metrics
+
 #: Bump when a metric's definition changes: cached metrics of another version are recomputed.
-VERSION = 2
+VERSION = 3
 
 WATER_RING_BAND = (3.5, 3.9)
 WATER_RING_REFERENCE = (4.5, 6.0)
 ICE_RANGE = (3.3, 4.0)
+#: Spacings (Å) of the strongest hexagonal/cubic ice reflections: (100), (002)/(111), (101).
 ICE_SPACINGS = (3.90, 3.67, 3.44)
 ANISOTROPY_BAND = (12.0, 40.0)
 ANISOTROPY_SECTORS = 12
 FLAT_LOW, FLAT_HIGH = (20.0, 50.0), (3.1, 3.3)
-SPECTRAL_METRICS = ("water_ring", "ice_peak", "ice_spots", "anisotropy", "anisotropy_angle", "flatness")
+SPECTRAL_METRICS = ("water_ring", "ice_peak", "ice_spots", "ice_lattice", "anisotropy", "anisotropy_angle", "flatness")
+#: Sectors of the ``ice_lattice`` rings (2° each) and the ring and reference half-widths (Å⁻¹).
+LATTICE_SECTORS, LATTICE_RING, LATTICE_REFERENCE = 90, 0.003, (0.006, 0.012)
 REALSPACE_METRICS = (
     "dark_fraction",
     "dark_count",
@@ -67,7 +81,7 @@ REALSPACE_METRICS = (
     "dark_region_fraction",
     "mean_intensity",
 )
-METRICS = SPECTRAL_METRICS + REALSPACE_METRICS
+METRICS = SPECTRAL_METRICS + CTF_METRICS + REALSPACE_METRICS
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,10 @@ class SpectralBands:
     ice: np.ndarray
     ice_bins: np.ndarray
     ice_rings: np.ndarray
+    lattice: np.ndarray  # samples on the rings, and their ring·sector bin
+    lattice_bin: np.ndarray
+    lattice_reference: np.ndarray  # samples beside the rings, and their bin
+    lattice_reference_bin: np.ndarray
     sector: np.ndarray
     sector_of: np.ndarray
     flat_low: np.ndarray
@@ -104,12 +122,25 @@ def spectral_bands(rows: int, cols: int, pixel_size: float) -> SpectralBands:
     sector_of = np.minimum((angle[sector] / (180 / ANISOTROPY_SECTORS)).astype(int), ANISOTROPY_SECTORS - 1)
     ice_bins = np.floor(k[ice] / 0.0025).astype(int)
     ice_bins -= ice_bins.min() if ice.size else 0  # no ice band beyond Nyquist (pixel size > 2.8 Å)
+    sector_bin = np.minimum((angle / (180 / LATTICE_SECTORS)).astype(int), LATTICE_SECTORS - 1)
+    near, beside = [], []
+    for ring, spacing in enumerate(ICE_SPACINGS):
+        distance = np.abs(k - 1 / spacing)
+        near.append(np.flatnonzero(distance < LATTICE_RING))
+        beside.append(np.flatnonzero((distance >= LATTICE_REFERENCE[0]) & (distance < LATTICE_REFERENCE[1])))
+    lattice, reference = np.concatenate(near), np.concatenate(beside)
+    lattice_bin = np.concatenate([sector_bin[i] + r * LATTICE_SECTORS for r, i in enumerate(near)])
+    reference_bin = np.concatenate([sector_bin[i] + r * LATTICE_SECTORS for r, i in enumerate(beside)])
     return SpectralBands(
         band(WATER_RING_BAND),
         band(WATER_RING_REFERENCE),
         ice,
         ice_bins,
         rings,
+        lattice,
+        lattice_bin,
+        reference,
+        reference_bin,
         sector,
         sector_of,
         band(FLAT_LOW),
@@ -133,6 +164,17 @@ def spectral_metrics(amplitude: np.ndarray, pixel_size: float) -> dict[str, floa
     profile = np.bincount(bands.ice_bins, ice) / np.maximum(np.bincount(bands.ice_bins), 1)
     profile = profile[profile > 0]
     rings = power(bands.ice_rings)
+    bins = len(ICE_SPACINGS) * LATTICE_SECTORS
+    on_ring = np.bincount(bands.lattice_bin, power(bands.lattice), bins)
+    on_ring_n = np.bincount(bands.lattice_bin, None, bins)
+    beside = np.bincount(bands.lattice_reference_bin, power(bands.lattice_reference), bins)
+    beside_n = np.bincount(bands.lattice_reference_bin, None, bins)
+    seen = (on_ring_n > 0) & (beside_n > 0) & (beside > 0)
+    contrast = np.where(
+        seen, on_ring * np.maximum(beside_n, 1) / np.maximum(on_ring_n, 1) / np.where(seen, beside, 1), np.nan
+    )
+    per_ring = contrast.reshape(len(ICE_SPACINGS), LATTICE_SECTORS)
+    peaks = [np.nanmax(r) / np.nanmedian(r) for r in per_ring if np.isfinite(r).sum() >= LATTICE_SECTORS // 2]
     sectors = np.bincount(bands.sector_of, power(bands.sector), ANISOTROPY_SECTORS) / np.maximum(
         np.bincount(bands.sector_of, None, ANISOTROPY_SECTORS), 1
     )
@@ -140,9 +182,11 @@ def spectral_metrics(amplitude: np.ndarray, pixel_size: float) -> dict[str, floa
         "water_ring": mean(bands.ring) / mean(bands.reference),
         "ice_peak": float(profile.max() / np.median(profile)) if profile.size else math.nan,
         "ice_spots": float(np.percentile(rings, 99.5) / np.median(rings)) if rings.size else math.nan,
+        "ice_lattice": float(max(peaks)) if peaks else math.nan,
         "anisotropy": float(1 - sectors.min() / sectors.max()) if sectors.max() > 0 else math.nan,
         "anisotropy_angle": (int(np.argmin(sectors)) + 0.5) * 180 / ANISOTROPY_SECTORS,
         "flatness": mean(bands.flat_low) / mean(bands.flat_high),
+        **ctf_metrics(amplitude, pixel_size),
     }
 
 
@@ -215,7 +259,17 @@ def realspace_metrics(
 def micrograph_metrics(squares: list[dict[str, float]]) -> dict[str, float]:
     """Per-micrograph values: the mean over squares; counts and fractions of dark objects
     and the anisotropy take the largest square value (a defect seen in one square)."""
-    worst = {"dark_count", "dark_fraction", "bright_fraction", "anisotropy", "two_region", "ice_peak", "ice_spots"}
+    worst = {
+        "ice_lattice",
+        "dark_count",
+        "dark_fraction",
+        "bright_fraction",
+        "anisotropy",
+        "thon_anisotropy",
+        "two_region",
+        "ice_peak",
+        "ice_spots",
+    }
     out = {}
     for name in METRICS:
         values = [s[name] for s in squares if not math.isnan(s.get(name, math.nan))]
@@ -223,6 +277,8 @@ def micrograph_metrics(squares: list[dict[str, float]]) -> dict[str, float]:
             out[name] = math.nan
         elif name == "anisotropy_angle":
             out[name] = squares[int(np.argmax([s["anisotropy"] for s in squares]))][name]
+        elif name == "thon_angle":  # an angle does not average: the first square's with a fit
+            out[name] = values[0]
         else:
             out[name] = float(max(values) if name in worst else np.mean(values))
     return out

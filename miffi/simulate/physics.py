@@ -13,16 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Spacings (Å) of the strongest hexagonal/cubic ice reflections: (100), (002)/(111), (101).
-ICE_SPACINGS = (3.90, 3.67, 3.44)
+from miffi.preprocess.ctf import wavelength
+from miffi.preprocess.metrics import ICE_SPACINGS  # (100), (002)/(111), (101) of hexagonal/cubic ice
+
 #: Where amorphous (vitreous) ice scatters most: the "water ring".
 WATER_RING = 3.70
-
-
-def electron_wavelength(kilovolts: float) -> float:
-    """Relativistic electron wavelength in Å."""
-    volts = kilovolts * 1e3
-    return 12.2643 / math.sqrt(volts * (1 + 0.978466e-6 * volts))
 
 
 @dataclass(frozen=True)
@@ -39,7 +34,7 @@ class CtfParams:
 
     @property
     def wavelength(self) -> float:
-        return electron_wavelength(self.voltage)
+        return wavelength(self.voltage)
 
     def defocus(self, angle: np.ndarray | float) -> np.ndarray | float:
         """Defocus (Å) along the direction ``angle`` (radians) in frequency space."""

@@ -13,9 +13,10 @@ from scipy.signal import argrelmin
 
 from miffi.intake import read_micrographs
 from miffi.labels import GROUPS
+from miffi.preprocess.ctf import wavelength
 from miffi.simulate.config import SimulationConfig, parse_detector
 from miffi.simulate.dataset import simulate_dataset
-from miffi.simulate.physics import ICE_SPACINGS, CtfParams, ctf_zeros, electron_wavelength
+from miffi.simulate.physics import ICE_SPACINGS, CtfParams, ctf_zeros
 from miffi.simulate.scene import CONTAMINATION, FILM_COVERAGE, draw_scene, render
 
 GOOD = {
@@ -55,8 +56,8 @@ def radial_profile(image, bins):
 
 
 def test_wavelength_at_common_voltages():
-    assert electron_wavelength(300) == pytest.approx(0.01969, abs=2e-5)
-    assert electron_wavelength(200) == pytest.approx(0.02508, abs=2e-5)
+    assert wavelength(300) == pytest.approx(0.01969, abs=2e-5)
+    assert wavelength(200) == pytest.approx(0.02508, abs=2e-5)
 
 
 def test_thon_ring_zeros_fall_where_the_ctf_formula_puts_them():
