@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import datetime
 import html
-import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from miffi.evaluate.scores import Evaluation, MethodScore, pooled_scores, summar
 from miffi.labels import GROUPS
 from miffi.preprocess.config import PreprocessConfig
 from miffi.report import figures
+from miffi.report.images import png, resized, side_by_side, tensor_views
 from miffi.textfiles import read_tsv
 
 STYLE = """
@@ -70,22 +70,10 @@ def _page(title: str, sections: Sequence[str]) -> str:
 
 
 def thumbnail(tensor: np.ndarray, size: int = 160, clip: float = PreprocessConfig.clip) -> bytes:
-    """PNG of a cached tensor's first square: real-space image and power spectrum side by side.
-
-    Tensors hold normalised values clipped to ±``clip`` (the recipe's), mapped to grey levels.
-    """
-    from PIL import Image
-
-    square = np.asarray(tensor[0], dtype=np.float32)
-    tiles = []
-    for channel in square:
-        grey = np.clip((channel + clip) / (2 * clip) * 255.0, 0, 255).astype(np.uint8)
-        tiles.append(np.asarray(Image.fromarray(grey).resize((size, size), Image.BILINEAR)))  # type: ignore[attr-defined]  # Pillow sets it at run time
-    gap = np.full((size, 4), 255, np.uint8)
-    joined = np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1)
-    buffer = io.BytesIO()
-    Image.fromarray(joined).save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
+    """PNG of a cached tensor's first square: real-space image and power spectrum side by
+    side, ``size`` pixels each, as the model sees them (:mod:`miffi.report.images`)."""
+    views = tensor_views(np.asarray(tensor[:1], dtype=np.float32), clip)
+    return png(side_by_side([resized(view, size) for view in views]), optimize=True)
 
 
 def _cached_thumbnail(cache_dir: Path | None, micrograph: str) -> bytes | None:
