@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from miffi.classify import DEFAULT_THRESHOLD
 from miffi.errors import SettingError
 from miffi.labels import GOOD, GROUPS, LABELS, SLICES
 
@@ -41,7 +42,6 @@ GROUP_ORDER = tuple(GROUPS)
 MIFFI_RULE = "0,111,010,222:2,111,010"
 PRESETS = ("miffi", "strict", "lenient", "mean")
 #: The confidence threshold of every group unless told otherwise.
-DEFAULT_THRESHOLD = 0.7
 PROBABILITY_COLUMNS = tuple(f"p_{label}" for label in LABELS)
 
 #: A rule for one group: square probabilities ``[k, n]`` → (label index, probabilities kept).

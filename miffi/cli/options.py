@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from miffi.classify.combine import DEFAULT_THRESHOLD
+from miffi.classify import DEFAULT_THRESHOLD
 from miffi.classify.registry import DEFAULT_ARCH
 
 if TYPE_CHECKING:
@@ -305,7 +305,7 @@ def overrides(args: argparse.Namespace) -> pd.DataFrame | None:
 
 
 def add_review_options(parser: argparse.ArgumentParser, default_order: str) -> None:
-    from miffi.review.order import ORDERS
+    from miffi.review import ORDERS
 
     parser.add_argument(
         "--order",

@@ -28,13 +28,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from miffi.pipeline import read_results
-    from miffi.preprocess.cache import TensorCache
+    from miffi.preprocess.cache import existing_cache
     from miffi.report.pngs import write_pngs
-    from miffi.review.session import cache_config, check_cache
 
     results = read_results(args.results)
-    directory = check_cache(args.cache or args.results.parent / "cache")
-    cache = TensorCache(directory, cache_config(directory, list(results["micrograph"])))
+    cache = existing_cache(args.cache or args.results.parent / "cache", list(results["micrograph"]))
     written = write_pngs(results, cache, args.out, args.categories, not args.no_progress)
     log.info("wrote %s", ", ".join(f"{name} {count}" for name, count in sorted(written.items())) or "nothing")
     return 0

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from miffi import atomic
-from miffi.errors import MiffiError, SettingError
+from miffi.errors import InputError, MiffiError, SettingError
 from miffi.labels import LABELS
 from miffi.mrc import file_fingerprint
 from miffi.preprocess import metrics
@@ -210,6 +210,20 @@ class TensorCache:
                 pass
             time.sleep(0.02 * (attempt + 1))  # another run is replacing the pair: read it again
         raise CacheConflict(f"{path}: cache entry keeps being replaced by another run; try again when it ends")
+
+
+def existing_cache(directory: str | Path, micrographs: Sequence[str]) -> TensorCache:
+    """A run's tensor cache, with the preprocessing config its entries were made with (the
+    first readable sidecar's among ``micrographs``; else ``miffi_v1``'s)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError(directory, "tensor cache not found (give the run's cache with --cache)")
+    probe = TensorCache(directory, PreprocessConfig())
+    for micrograph in micrographs[:50]:
+        meta = probe.read_sidecar(micrograph)
+        if meta and meta.get("status") == "ok" and isinstance(meta.get("config"), dict):
+            return TensorCache(directory, PreprocessConfig.from_dict(meta["config"]))
+    return probe
 
 
 def finished_entry(meta: dict[str, Any] | None, source: str | Path) -> dict[str, Any] | None:

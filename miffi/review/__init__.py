@@ -6,3 +6,6 @@ comes next; :mod:`~miffi.review.session` joins a dataset or a run's results with
 tensor cache and the decision files; :mod:`~miffi.review.server` serves it all to a
 browser page on 127.0.0.1, behind a token.
 """
+
+#: Which micrograph comes next (:mod:`miffi.review.order`); here, light, for the parser.
+ORDERS = ("acquisition", "category", "uncertain")

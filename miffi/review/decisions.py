@@ -107,6 +107,9 @@ class DecisionFile:
     def keys(self) -> Iterable[str]:
         return self.rows.keys()
 
+    def __len__(self) -> int:
+        return len(self.rows)
+
 
 def label_file(path: str | Path) -> DecisionFile:
     """The labels CSV of ``miffi label``."""

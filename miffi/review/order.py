@@ -19,8 +19,7 @@ import pandas as pd
 from miffi.classify.combine import CATEGORIES
 from miffi.export.overrides import final_category
 from miffi.labels import GROUPS
-
-ORDERS = ("acquisition", "category", "uncertain")
+from miffi.review import ORDERS
 
 
 def square_disagreement(predictions: pd.DataFrame) -> pd.Series:

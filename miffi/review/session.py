@@ -25,17 +25,18 @@ import numpy as np
 import pandas as pd
 
 from miffi.classify.combine import CATEGORIES, PROBABILITY_COLUMNS
-from miffi.errors import InputError, MiffiError
+from miffi.errors import MiffiError
 from miffi.export.overrides import final_category
 from miffi.intake import TABLE_SUFFIX
 from miffi.labels import GROUPS
 from miffi.pipeline import read_results, where_mask
-from miffi.preprocess.cache import TensorCache
+from miffi.preprocess.cache import TensorCache, existing_cache
 from miffi.preprocess.config import PreprocessConfig
 from miffi.preprocess.metrics import METRICS
 from miffi.report.images import micrograph_view, png, resized, tensor_views
+from miffi.review import ORDERS
 from miffi.review.decisions import DecisionFile
-from miffi.review.order import ORDERS, order_of, uncertainty
+from miffi.review.order import order_of, uncertainty
 from miffi.textfiles import read_tsv
 
 log = logging.getLogger(__name__)
@@ -104,19 +105,14 @@ class ReviewSession:
     ):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
-        if mode == "label" and decisions.labels is None or mode == "curate" and decisions.overrides is None:
-            raise ValueError(f"mode {mode} needs its decision file")
-        store = decisions.labels if mode == "label" else decisions.overrides
-        assert store is not None  # (checked above)
-        store.claim()
-        self.table = table.reset_index(drop=True)
-        self.cache = cache
         self.mode = mode
         self.decisions = decisions
+        self._store.claim()
+        self.table = table.reset_index(drop=True)
+        self.cache = cache
         self.device = device
         self.has_calls = "category" in self.table
         self.doubt = uncertainty(self.table, predictions) if self.has_calls else None
-        self.row_of = {m: i for i, m in enumerate(self.table["micrograph"])}
         self._orders: dict[tuple[str, tuple[str, ...]], list[int]] = {}
         self._pictures: OrderedDict[tuple[int, str], bytes] = OrderedDict()
         self._lock = threading.Lock()
@@ -144,30 +140,33 @@ class ReviewSession:
         return self._orders[key]
 
     def _filterable(self) -> pd.DataFrame:
-        """The table as filters see it: the final category, and the user's decisions."""
+        """The table as filters see it: the category exports would follow (this session's
+        overrides applied), and what the user has decided."""
         frame = self.table.copy()
-        if self.has_calls:
-            frame["category"] = final_category(self._with_overrides())
-        frame["decided"] = [self.decided(m) for m in frame["micrograph"]]
-        return frame
-
-    def _with_overrides(self) -> pd.DataFrame:
         overrides = self.decisions.overrides
-        frame = self.table.copy()
         if overrides is not None:
             frame["category_override"] = [
                 (overrides.get(m) or {}).get("category_override") for m in frame["micrograph"]
             ]
+        if self.has_calls:
+            frame["category"] = final_category(frame)
+        frame["decided"] = [self.decided(m) for m in frame["micrograph"]]
         return frame
+
+    @property
+    def _store(self) -> DecisionFile:
+        """The decisions of this session's mode: labels, or overrides."""
+        store = self.decisions.labels if self.mode == "label" else self.decisions.overrides
+        if store is None:
+            raise ValueError(f"mode {self.mode} needs its decision file")
+        return store
 
     def decided(self, micrograph: str) -> bool:
         """Whether the user has decided on ``micrograph`` in this session's mode."""
-        store = self.decisions.labels if self.mode == "label" else self.decisions.overrides
-        return store is not None and store.get(micrograph) is not None
+        return self._store.get(micrograph) is not None
 
     def decided_count(self) -> int:
-        store = self.decisions.labels if self.mode == "label" else self.decisions.overrides
-        return 0 if store is None else len(list(store.keys()))
+        return len(self._store)
 
     def first_undecided(self, rows: Sequence[int]) -> int:
         """Where a (re)started session resumes: the first row not yet decided."""
@@ -299,7 +298,7 @@ class ReviewSession:
         values = None if labels is None else {**{g: labels[g] for g in GROUPS}, "labelled_at": when}
         self.decisions.labels.update({name: values for name in self._names(rows)})
         self._orders.clear()  # filters on what is decided see the change
-        return len(list(self.decisions.labels.keys()))
+        return len(self.decisions.labels)
 
     def save_override(self, rows: Sequence[int], category: str | None) -> int:
         """Overrule the category of micrographs, or drop their overrides (``None``)."""
@@ -307,31 +306,14 @@ class ReviewSession:
             raise MiffiError("this session keeps no overrides (start it with --overrides)")
         if category is not None and category not in CATEGORIES:
             raise MiffiError(f"{category!r} is not a category ({', '.join(CATEGORIES)})")
-        failed = [r for r in rows if self.table.get("status") is not None and self.table["status"].iloc[r] == "failed"]
+        failed = [r for r in rows if "status" in self.table and self.table["status"].iloc[r] == "failed"]
         if failed and category is not None:
             raise MiffiError(f"{self.table['micrograph'].iloc[failed[0]]} failed: there is no image to overrule")
         source = f"manual:{self.user} {_now()}"
         values = None if category is None else {"category_override": category, "override_source": source}
         self.decisions.overrides.update({name: values for name in self._names(rows)})
         self._orders.clear()  # filters on the category or on what is decided see the change
-        return len(list(self.decisions.overrides.keys()))
-
-
-def cache_config(directory: Path, micrographs: Sequence[str]) -> PreprocessConfig:
-    """The preprocessing config the cache's entries were made with (the first readable
-    sidecar's), else the default (``miffi_v1``'s)."""
-    probe = TensorCache(directory, PreprocessConfig())
-    for micrograph in micrographs[:50]:
-        meta = probe.read_sidecar(micrograph)
-        if meta and meta.get("status") == "ok" and isinstance(meta.get("config"), dict):
-            return PreprocessConfig.from_dict(meta["config"])
-    return PreprocessConfig()
-
-
-def check_cache(directory: Path) -> Path:
-    if not directory.is_dir():
-        raise InputError(directory, "tensor cache not found (give the run's cache with --cache)")
-    return directory
+        return len(self.decisions.overrides)
 
 
 def is_results_table(path: str | Path) -> bool:
@@ -351,8 +333,7 @@ def results_session(
     predictions = None
     if (folder / "predictions.tsv").is_file():
         predictions = read_tsv(folder / "predictions.tsv", ["micrograph"], "predictions table")
-    directory = check_cache(Path(cache_dir) if cache_dir else folder / "cache")
-    cache = TensorCache(directory, cache_config(directory, list(results["micrograph"])))
+    cache = existing_cache(Path(cache_dir) if cache_dir else folder / "cache", list(results["micrograph"]))
     return ReviewSession(results, cache, mode, decisions, predictions, device)
 
 

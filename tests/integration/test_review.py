@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import starfile
 from cryosparc.dataset import Dataset
+from PIL import Image
 
 from miffi.classify.combine import CATEGORIES
 from miffi.cli import main
@@ -237,3 +238,13 @@ def test_a_hand_edited_results_table_is_honoured_or_refused(run, tmp_path):
     assert done.returncode == 2
     assert f"results.tsv: micrograph '{first}': category 'goood' is not a category (categories: good," in done.stderr
     assert not (tmp_path / "y").exists()
+
+
+def test_png_writes_the_models_view_per_category(run, tmp_path):
+    done = miffi("png", run / "results.tsv", "--out", tmp_path / "png", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    results = pd.read_csv(run / "results.tsv", sep="\t")
+    written = sorted(p.relative_to(tmp_path / "png").as_posix() for p in (tmp_path / "png").rglob("*.png"))
+    assert written == sorted(f"{c}/{m}.png" for c, m in zip(results["category"], results["micrograph"]))
+    with Image.open(next((tmp_path / "png").rglob("*.png"))) as picture:  # image and spectrum, squares side by side
+        assert picture.mode == "L" and picture.size == (4 * 384 + 3 * 4, 384)
