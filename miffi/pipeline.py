@@ -28,7 +28,7 @@ from miffi.classify import registry
 from miffi.classify.combine import CATEGORIES, PROBABILITY_COLUMNS, CategorySettings, categorise, combine
 from miffi.classify.ctf_baseline import ctf_baseline, fit_resolution
 from miffi.classify.weightfree import VERSION as WEIGHTFREE_VERSION
-from miffi.classify.weightfree import WeightFreeThresholds, predict_metrics, without_spectra
+from miffi.classify.weightfree import WeightFreeThresholds, predict_metrics, shifted_thresholds, without_spectra
 from miffi.errors import InputError, MiffiError
 from miffi.export import FORMATS, check_categories, check_formats, export
 from miffi.export.microscope import Microscope
@@ -235,17 +235,13 @@ def read_results(path: str | Path) -> pd.DataFrame:
         raise MiffiError(f"{path}: cannot read results table: {error}") from None
 
 
-def weightfree_predictions(
-    cache: TensorCache,
-    sources: Mapping[str, str],
-    thresholds: WeightFreeThresholds,
-    sidecars: Sidecars | None = None,
-    unscaled: Collection[str] = (),
-) -> pd.DataFrame:
-    """The weight-free classifier on the cached metrics of ``sources`` (micrograph → file),
-    from ``sidecars`` when already read. The spectral metrics of the ``unscaled``
-    micrographs (pixel size only a header's default) are not used: at an unknown scale
-    they measure the wrong frequencies."""
+def cached_square_metrics(
+    cache: TensorCache, sources: Mapping[str, str], sidecars: Sidecars | None = None, unscaled: Collection[str] = ()
+) -> dict[str, list[dict[str, float]]]:
+    """The cached per-square metrics of ``sources`` (micrograph → file), from ``sidecars``
+    when already read. The spectral metrics of the ``unscaled`` micrographs (pixel size
+    only a header's default) are left out (NaN): at an unknown scale they measure the
+    wrong frequencies."""
     metrics = {}
     for micrograph, source in sources.items():
         meta = cache.entry(micrograph, source) if sidecars is None else finished_entry(sidecars.get(micrograph), source)
@@ -253,7 +249,26 @@ def weightfree_predictions(
             raise CacheConflict(f"{cache.sidecar_path(micrograph)}: no cache entry made from {source} ({SHARED_NAME})")
         squares = meta["square_metrics"]
         metrics[micrograph] = without_spectra(squares) if micrograph in unscaled else squares
-    return predict_metrics(metrics, thresholds)
+    return metrics
+
+
+def dataset_shift(
+    metrics: Mapping[str, Sequence[Mapping[str, float]]], thresholds: WeightFreeThresholds
+) -> dict[str, tuple[float, float]]:
+    """The weight-free thresholds this dataset's typical micrograph lies beyond
+    (:func:`miffi.classify.weightfree.shifted_thresholds`), each said in the log."""
+    shifted = shifted_thresholds(metrics, thresholds)
+    for name, (median, spread) in shifted.items():
+        log.warning(
+            "weight-free threshold %s = %g: the dataset's median square is beyond it (%.4g); "
+            "its decisions are relative to the dataset (outliers beyond %.4g ± %.3g) and not confident",
+            name,
+            getattr(thresholds, name),
+            median,
+            median,
+            spread,
+        )
+    return shifted
 
 
 def unscaled_micrographs(table: pd.DataFrame) -> set[str]:
@@ -278,11 +293,15 @@ def weightfree_stage(
     cache = TensorCache(cache_dir, PreprocessConfig())
     sidecars = cache.read_sidecars(table["micrograph"]) if sidecars is None else sidecars
     usable = usable_sources(cache_status(table, cache, sidecars))
-    unscaled = unscaled_micrographs(table)
-    text = json.dumps({**dataclasses.asdict(thresholds), "version": WEIGHTFREE_VERSION}, sort_keys=True)
+    metrics = cached_square_metrics(cache, usable, sidecars, unscaled_micrographs(table))
+    shifted = dataset_shift(metrics, thresholds)
+    settings = {**dataclasses.asdict(thresholds), "version": WEIGHTFREE_VERSION}
+    if shifted:  # (only then: a dataset that grows keeps its stored predictions)
+        settings["relative"] = sorted(shifted)
+    text = json.dumps(settings, sort_keys=True)
     store = Path(cache_dir) / "predictions" / ("weightfree-" + hashlib.sha256(text.encode()).hexdigest()[:12])
     return predict_reusing(
-        lambda names: weightfree_predictions(cache, {m: usable[m] for m in names}, thresholds, sidecars, unscaled),
+        lambda names: predict_metrics({m: metrics[m] for m in names}, thresholds, shifted),
         list(usable),
         cache,
         store,
@@ -312,7 +331,8 @@ def combine_stage(
     categorised = categorise(combine(predictions, rule), categories)
     second_opinion = None
     if model:
-        weightfree = weightfree_predictions(cache, usable, thresholds, sidecars, unscaled_micrographs(table))
+        metrics = cached_square_metrics(cache, usable, sidecars, unscaled_micrographs(table))
+        weightfree = predict_metrics(metrics, thresholds, dataset_shift(metrics, thresholds))
         second_opinion = categorise(combine(weightfree, rule), categories)
     method = method_name(model)
     return results_table(table, status, categorised, second_opinion, method, overrides)

@@ -38,7 +38,7 @@ GRID = {
     "crystal_lattice": np.linspace(1.3, 2.5, 13),
     "crystal_minor_peak": np.linspace(1.15, 3.0, 38),
     "crystal_major_peak": np.linspace(1.3, 2.2, 19),
-    "film_edge_separation": np.linspace(3.0, 6.0, 16),
+    "film_edge_length": np.linspace(0.1, 0.6, 11),
     "film_minor_coverage": np.linspace(0.1, 0.45, 15),
     "film_flatness": np.linspace(4.5, 10.0, 12),
 }
@@ -52,7 +52,7 @@ GROUP_OF = {
     "crystal_lattice": "crystallinity",
     "crystal_minor_peak": "crystallinity",
     "crystal_major_peak": "crystallinity",
-    "film_edge_separation": "film",
+    "film_edge_length": "film",
     "film_minor_coverage": "film",
     "film_flatness": "film",
 }

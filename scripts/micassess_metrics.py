@@ -18,7 +18,7 @@ from PIL import Image
 
 from miffi.preprocess.metrics import realspace_metrics
 
-SHOWN = ("dark_fraction", "dark_count", "bright_fraction", "two_region", "dark_region_fraction")
+SHOWN = ("dark_fraction", "dark_count", "bright_fraction", "film_edge", "film_side_fraction")
 
 
 def main() -> None:

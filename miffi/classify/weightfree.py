@@ -19,8 +19,8 @@ classifier says it does not know (low confidence) instead of calling at 0.99.
 - contamination: major when dark objects cover more than a fraction of the area;
 - crystallinity: lattice spots on the ice-spacing rings against their surroundings, or
   sharp radial peaks there (minor / major by the peaks' strength);
-- film: a two-region split (an edge) whose darker part is small (minor) or large
-  (major); film everywhere when the low-resolution spectrum is strong (carbon) without
+- film: a support-film edge crossing the view, whose darker side is small (minor) or
+  large (major); film everywhere when the low-resolution spectrum is strong (carbon) without
   contamination to explain it.
 """
 
@@ -41,7 +41,7 @@ from miffi.preprocess.ctf import CTF_METRICS
 from miffi.preprocess.metrics import SPECTRAL_METRICS
 
 #: Bump when the classifier's rules change: stored predictions of another version are remade.
-VERSION = 2
+VERSION = 3
 #: What a decision is worth when its metric is unknown (NaN: beyond the micrograph's
 #: Nyquist frequency, or a pixel size that is a header's default): no evidence either way,
 #: leaning to no defect (most micrographs of a session have none) but never confidently.
@@ -49,6 +49,24 @@ UNKNOWN = 0.4
 #: No decision is surer than this: the metrics are physics proxies fitted on simulated
 #: data, not a model of every detector and specimen.
 SUREST = 0.97
+#: The film's side of an edge is taken to be the darker one (carbon and the ice on it
+#: scatter more), which a hole of thick ice beside thin carbon inverts: minor versus
+#: major film is never decided surer than this.
+SIDE_SUREST = 0.85
+#: Thresholds that are not physics, with their metric and whether bad is above: decided
+#: against the dataset instead when the dataset's median lies beyond them
+#: (:func:`shifted_thresholds`). Thon rings, lattice spots and film edges are absolute.
+RELATIVE: dict[str, tuple[str, bool]] = {
+    "contamination_dark_fraction": ("dark_fraction", True),
+    "drift_anisotropy": ("anisotropy", True),
+    "crack_bright_fraction": ("bright_fraction", True),
+    "crystal_minor_peak": ("ice_peak", True),
+    "crystal_major_peak": ("ice_peak", True),
+    "film_flatness": ("flatness", True),
+}
+#: A dataset reference needs this many micrographs; an outlier lies this many robust
+#: standard deviations beyond the median; a dataset-relative decision is at most this sure.
+MIN_REFERENCE, OUTLIER_Z, RELATIVE_SUREST = 20, 3.5, 0.75
 #: Where each metric lay on the simulated squares the thresholds were fitted on (0.5th to
 #: 99.5th percentile, ``scripts/fit_weightfree.py``). A value beyond this range is
 #: outside what the thresholds know: decisions drawn from it fade towards UNKNOWN, by
@@ -63,8 +81,8 @@ FITTED_RANGE: dict[str, tuple[float, float]] = {
     "thon_rings": (0.1636, 0.9534),
     "dark_fraction": (0.0, 0.433),
     "bright_fraction": (0.0, 0.2188),
-    "two_region": (2.3625, 7.5669),
-    "dark_region_fraction": (0.0594, 0.816),
+    "film_edge": (0.0, 1.4097),
+    "film_side_fraction": (0.0365, 0.8363),
 }
 
 
@@ -78,12 +96,29 @@ def _trust(metric: str, value: float) -> float:
     return math.exp(-2.0 * beyond)
 
 
-def _decide(m: Mapping[str, float], metric: str, threshold: float, width: float, above: bool = True) -> float:
+def _decide(
+    m: Mapping[str, float],
+    metric: str,
+    threshold: float,
+    width: float,
+    above: bool = True,
+    reference: tuple[float, float] | None = None,
+) -> float:
     """Calibrated probability that ``metric`` is above (or below) ``threshold``: a logistic
     step ``width`` wide, kept within [1 − SUREST, SUREST] and faded towards UNKNOWN as the
-    value leaves the range it was fitted on."""
+    value leaves the range it was fitted on. With a dataset ``reference`` (median, robust
+    spread: the dataset is shifted past the threshold, see :func:`shifted_thresholds`),
+    the decision is instead whether the value is an outlier of its dataset, at most
+    RELATIVE_SUREST sure."""
     value = float(m.get(metric, math.nan))
     trust = _trust(metric, value)
+    if reference is not None:
+        if not math.isfinite(value):
+            return UNKNOWN
+        median, spread = reference
+        z = ((value - median) if above else (median - value)) / spread - OUTLIER_Z
+        p = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+        return min(RELATIVE_SUREST, max(1.0 - RELATIVE_SUREST, p))
     if trust == 0.0:
         return UNKNOWN
     z = (value - threshold) / width if above else (threshold - value) / width
@@ -104,9 +139,9 @@ class WeightFreeThresholds:
     crystal_lattice: float = 2.4
     crystal_minor_peak: float = 1.95
     crystal_major_peak: float = 1.95
-    film_edge_separation: float = 6.0
-    film_minor_coverage: float = 0.1
-    film_flatness: float = 5.0
+    film_edge_length: float = 0.3
+    film_minor_coverage: float = 0.125
+    film_flatness: float = 7.0
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, float]) -> WeightFreeThresholds:
@@ -142,22 +177,39 @@ def _empty(m: Mapping[str, float], t: WeightFreeThresholds) -> float:
     return _decide(m, "flatness", t.empty_flatness, 0.1, above=False)
 
 
-def square_probabilities(m: Mapping[str, float], t: WeightFreeThresholds) -> np.ndarray:
-    """The 11 label probabilities (model output order) for one square's metrics."""
-    contaminated = _decide(m, "dark_fraction", t.contamination_dark_fraction, 0.02)
+def square_probabilities(
+    m: Mapping[str, float], t: WeightFreeThresholds, shifted: Mapping[str, tuple[float, float]] | None = None
+) -> np.ndarray:
+    """The 11 label probabilities (model output order) for one square's metrics;
+    ``shifted``: the dataset references of thresholds its dataset lies beyond
+    (:func:`shifted_thresholds`)."""
+    shifted = shifted or {}
+    contaminated = _decide(
+        m, "dark_fraction", t.contamination_dark_fraction, 0.02, reference=shifted.get("contamination_dark_fraction")
+    )
+    cracked = _decide(
+        m, "bright_fraction", t.crack_bright_fraction, 0.005, reference=shifted.get("crack_bright_fraction")
+    )
     drifted = max(
-        _decide(m, "anisotropy", t.drift_anisotropy, 0.04),
+        _decide(m, "anisotropy", t.drift_anisotropy, 0.04, reference=shifted.get("drift_anisotropy")),
         _decide(m, "thon_anisotropy", t.drift_ring_anisotropy, 0.05),
-        _decide(m, "bright_fraction", t.crack_bright_fraction, 0.005),
+        cracked,
         _empty(m, t),
     )
-    major = _decide(m, "ice_peak", t.crystal_major_peak, 0.05)
+    major = _decide(m, "ice_peak", t.crystal_major_peak, 0.05, reference=shifted.get("crystal_major_peak"))
     lattice = m.get("ice_lattice", math.nan)
     spots = _decide(m, "ice_lattice", t.crystal_lattice, 0.05) if math.isfinite(lattice) else UNKNOWN
-    crystalline = max(spots, _decide(m, "ice_peak", t.crystal_minor_peak, 0.04), major)
-    full_film = _decide(m, "flatness", t.film_flatness, 0.4) * (1 - contaminated)
-    edge = _decide(m, "two_region", t.film_edge_separation, 0.3)
-    small = _decide(m, "dark_region_fraction", t.film_minor_coverage, 0.03, above=False)
+    minor = _decide(m, "ice_peak", t.crystal_minor_peak, 0.04, reference=shifted.get("crystal_minor_peak"))
+    crystalline = max(spots, minor, major)
+    full_film = _decide(m, "flatness", t.film_flatness, 0.4, reference=shifted.get("film_flatness")) * (
+        1 - contaminated
+    )
+    # the gap of a crack, or a large contaminant, also draws an edge across the view: one
+    # that is called (more likely than not) makes an edge found no evidence either way
+    explained = max(0.0, 2 * max(cracked, contaminated) - 1)
+    edge = _decide(m, "film_edge", t.film_edge_length, 0.05)
+    edge = (1 - explained) * edge + explained * min(edge, UNKNOWN)
+    small = min(SIDE_SUREST, max(1 - SIDE_SUREST, _decide(m, "film_side_fraction", t.film_minor_coverage, 0.05, False)))
     rest = 1 - full_film
     film = [rest * (1 - edge), rest * edge * small, rest * edge * (1 - small), full_film]
     return np.asarray(
@@ -173,14 +225,45 @@ def without_spectra(squares: Sequence[Mapping[str, float]]) -> list[dict[str, fl
     return [{k: (math.nan if k in spectral else v) for k, v in square.items()} for square in squares]
 
 
+def shifted_thresholds(
+    square_metrics: Mapping[str, Sequence[Mapping[str, float]]], thresholds: WeightFreeThresholds
+) -> dict[str, tuple[float, float]]:
+    """The thresholds that the typical micrograph of this dataset lies beyond, with the
+    dataset's reference for their metric: ``{threshold: (median, robust spread)}`` over
+    all squares (datasets of at least MIN_REFERENCE micrographs; else none).
+
+    A session shares detector, dose and optics. When its median square is past a
+    threshold that is not physics (RELATIVE), the metric reads this session differently
+    from the simulation it was fitted on, or the whole session is bad: either way the
+    threshold is no guide, and decisions drawn from it become dataset-relative (outliers
+    of the session, at most RELATIVE_SUREST sure).
+    """
+    if len(square_metrics) < MIN_REFERENCE:
+        return {}
+    out = {}
+    for field, (metric, above) in RELATIVE.items():
+        values = np.array([float(s.get(metric, math.nan)) for squares in square_metrics.values() for s in squares])
+        values = values[np.isfinite(values)]
+        if values.size < MIN_REFERENCE:
+            continue
+        median = float(np.median(values))
+        spread = 1.4826 * float(np.median(np.abs(values - median)))
+        threshold = getattr(thresholds, field)
+        if (median > threshold) if above else (median < threshold):
+            out[field] = (median, max(spread, 1e-3 * abs(median), 1e-9))
+    return out
+
+
 def predict_metrics(
     square_metrics: Mapping[str, Sequence[Mapping[str, float]]],
     thresholds: WeightFreeThresholds | None = None,
+    shifted: Mapping[str, tuple[float, float]] | None = None,
 ) -> pd.DataFrame:
-    """Per-square probabilities, in the layout of :func:`miffi.classify.inference.predict`."""
+    """Per-square probabilities, in the layout of :func:`miffi.classify.inference.predict`.
+    ``shifted``: dataset references (:func:`shifted_thresholds`), none by default."""
     thresholds = thresholds or WeightFreeThresholds()
     rows = [
-        {"micrograph": micrograph, "square": i, **dict(zip(LABELS, square_probabilities(m, thresholds)))}
+        {"micrograph": micrograph, "square": i, **dict(zip(LABELS, square_probabilities(m, thresholds, shifted)))}
         for micrograph, squares in square_metrics.items()
         for i, m in enumerate(squares)
     ]

@@ -35,11 +35,14 @@ Nyquist frequency is NaN (e.g. the ice metrics above 2.8 Å per pixel).
     contamination (ice crystals, ethane droplets).
 ``bright_fraction``
     the same for brighter areas: the empty gap of a crack, a patch without ice.
-``two_region``, ``dark_region_fraction``
-    with dark objects masked, after smoothing at 150 Å: the separation of the two
-    classes of an Otsu split (distance of their means over the pooled within-class
-    standard deviation: ≈ 2.5 for one smooth region, more at a support-film edge) and
-    the area of the darker class (the film's coverage, when there is an edge).
+``film_edge``, ``film_side_fraction``
+    a support-film (hole) edge: a long, thin, continuous line of strong intensity
+    gradient (at 60 Å, more than 6 robust standard deviations above the image's median
+    gradient, grown down to 3) that cuts the view into two sides. ``film_edge`` is its
+    length over the longer side of the view (0 without such a line: particles and
+    contaminants give short or round gradient blobs, and a line that does not cross
+    the view is no hole edge); ``film_side_fraction`` is the area of the darker side
+    (carbon and the ice on it scatter more), the film's coverage; NaN without an edge.
 ``mean_intensity``
     mean value per input pixel (empty holes are brighter than the dataset's median).
 
@@ -60,7 +63,7 @@ import scipy.ndimage as ndi
 from miffi.preprocess.ctf import CTF_METRICS, ctf_metrics
 
 #: Bump when a metric's definition changes: cached metrics of another version are recomputed.
-VERSION = 3
+VERSION = 4
 
 WATER_RING_BAND = (3.5, 3.9)
 WATER_RING_REFERENCE = (4.5, 6.0)
@@ -77,8 +80,8 @@ REALSPACE_METRICS = (
     "dark_fraction",
     "dark_count",
     "bright_fraction",
-    "two_region",
-    "dark_region_fraction",
+    "film_edge",
+    "film_side_fraction",
     "mean_intensity",
 )
 METRICS = SPECTRAL_METRICS + CTF_METRICS + REALSPACE_METRICS
@@ -190,24 +193,70 @@ def spectral_metrics(amplitude: np.ndarray, pixel_size: float) -> dict[str, floa
     }
 
 
-def _otsu(values: np.ndarray) -> tuple[float, float]:
-    """Otsu threshold of ``values`` and the separation of its two classes: the distance of
-    their means in units of the pooled within-class standard deviation."""
-    hist, edges = np.histogram(values, bins=128)
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    count = np.cumsum(hist)
-    weight = count / count[-1]
-    mean_below = np.cumsum(hist * centres) / np.maximum(count, 1)
-    total_mean = (hist * centres).sum() / count[-1]
-    mean_above = (total_mean - weight * mean_below) / np.maximum(1 - weight, 1e-12)
-    between = weight * (1 - weight) * (mean_above - mean_below) ** 2
-    best = int(np.argmax(between[:-1]))
-    threshold = float(centres[best])
-    low, high = values[values <= threshold], values[values > threshold]
-    if low.size < 2 or high.size < 2:
-        return threshold, 0.0
-    pooled = math.sqrt((low.var() * low.size + high.var() * high.size) / values.size) or 1e-12
-    return threshold, float((high.mean() - low.mean()) / pooled)
+#: Film edges: the gradient scale (Å), the hysteresis levels (robust standard deviations
+#: above the median gradient) and the least elongation (length over width) of a line.
+EDGE_SCALE, EDGE_SEEDS, EDGE_GROWTH, EDGE_ELONGATION = 60.0, 6.0, 3.0, 2.5
+#: The smaller side of a film edge covers at least this fraction of the view; gaps of up
+#: to ``EDGE_GAP`` pixels in the line, or between its end and the border, are closed.
+EDGE_LEAST_SIDE, EDGE_GAP = 0.03, 3
+
+
+def _ridge(magnitude: np.ndarray, gy: np.ndarray, gx: np.ndarray) -> np.ndarray:
+    """Where the gradient ``magnitude`` is a maximum along its own direction (Canny's
+    thinning): an edge becomes a one-pixel line, however wide the ramp beside it."""
+    octant = np.round(np.arctan2(gy, gx) / (np.pi / 4)).astype(int) % 4
+    padded = np.pad(magnitude, 1, mode="edge")
+    rows, cols = magnitude.shape
+    ridge = np.zeros(magnitude.shape, dtype=bool)
+    for direction, (dy, dx) in enumerate(((0, 1), (1, 1), (1, 0), (1, -1))):
+        ahead = padded[1 + dy : 1 + dy + rows, 1 + dx : 1 + dx + cols]
+        behind = padded[1 - dy : 1 - dy + rows, 1 - dx : 1 - dx + cols]
+        ridge |= (octant == direction) & (magnitude >= ahead) & (magnitude >= behind)
+    return ridge
+
+
+def film_edge(image: np.ndarray, pixel_size: float) -> tuple[float, float]:
+    """``(film_edge, film_side_fraction)`` of an image at ``pixel_size`` Å (see the module
+    docstring): the longest elongated line of strong gradient that splits the view."""
+    sigma = EDGE_SCALE / pixel_size
+    margin = int(round(3 * sigma))  # the filter's border response is no edge
+    inner = image[margin:-margin, margin:-margin] if margin else image
+    if min(inner.shape) < 8:
+        return math.nan, math.nan
+    window = (slice(margin, margin + inner.shape[0]), slice(margin, margin + inner.shape[1]))
+    gy = ndi.gaussian_filter(image, sigma, order=(1, 0))[window]
+    gx = ndi.gaussian_filter(image, sigma, order=(0, 1))[window]
+    gradient = np.hypot(gy, gx)
+    median = float(np.median(gradient))
+    spread = 1.4826 * float(np.median(np.abs(gradient - median))) or 1.0
+    z = np.where(_ridge(gradient, gy, gx), (gradient - median) / spread, 0.0)
+    grown, count = ndi.label(ndi.binary_dilation(z > EDGE_GROWTH), np.ones((3, 3)))  # bridges 1-pixel breaks
+    seeded = np.zeros(count + 1, dtype=bool)
+    seeded[np.unique(grown[z > EDGE_SEEDS])] = True
+    frame = np.ones(inner.shape, dtype=bool)  # a line that ends this close to the border reaches it
+    frame[EDGE_GAP:-EDGE_GAP, EDGE_GAP:-EDGE_GAP] = False
+    best, coverage = 0.0, math.nan
+    for label, box in enumerate(ndi.find_objects(grown), start=1):
+        if not seeded[label] or box is None:
+            continue
+        ys, xs = np.nonzero(grown[box] == label)
+        if ys.size < 10:
+            continue
+        across, along = np.linalg.eigvalsh(np.cov(np.vstack([ys, xs])))
+        length, width = 4 * math.sqrt(along), 4 * math.sqrt(max(across, 0.0))
+        if length <= best or length < EDGE_ELONGATION * max(width, 1.0):
+            continue  # shorter than the best so far, or a blob
+        barrier = ndi.binary_dilation(grown == label, iterations=EDGE_GAP) | frame
+        sides, n_sides = ndi.label(~barrier)
+        if n_sides < 2:
+            continue
+        areas = np.bincount(sides.ravel())[1:]
+        first, second = np.argsort(areas)[::-1][:2] + 1
+        if areas[second - 1] < EDGE_LEAST_SIDE * inner.size:
+            continue
+        darker = first if inner[sides == first].mean() < inner[sides == second].mean() else second
+        best, coverage = length, float(areas[darker - 1] / (areas[first - 1] + areas[second - 1]))
+    return best / max(inner.shape), coverage
 
 
 def _block_mean(image: np.ndarray, step: int) -> np.ndarray:
@@ -243,15 +292,13 @@ def realspace_metrics(
     sizes = np.bincount(labels.ravel())[1:]
     min_area = (200.0 / small_apix) ** 2
 
-    # two regions (film edge): dark objects are set to the median so they do not count
-    coarse = ndi.gaussian_filter(_block_mean(np.where(dark, median, fine), 4), 150.0 / (4 * small_apix))
-    threshold, separation = _otsu(coarse.ravel())
+    edge, coverage = film_edge(small, small_apix)
     return {
         "dark_fraction": float(dark.mean()),
         "dark_count": float((sizes >= min_area).sum()),
         "bright_fraction": float((fine > median + 5 * spread).mean()),
-        "two_region": separation,
-        "dark_region_fraction": float((coarse < threshold).mean()),
+        "film_edge": edge,
+        "film_side_fraction": coverage,
         "mean_intensity": float(small.mean()),
     }
 
@@ -266,7 +313,7 @@ def micrograph_metrics(squares: list[dict[str, float]]) -> dict[str, float]:
         "bright_fraction",
         "anisotropy",
         "thon_anisotropy",
-        "two_region",
+        "film_edge",
         "ice_peak",
         "ice_spots",
     }
