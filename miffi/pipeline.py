@@ -376,6 +376,7 @@ class RunOptions:
     split_confidence: bool = False
     batch_size: int = 16
     bf16: bool = False
+    fast: bool = False  # the fastest precision on this device (inference.choose_bf16)
     pixel_size: float | None = None
     project_dir: str | Path | None = None
     pattern: str = "*.mrc"
@@ -425,12 +426,13 @@ def predict_stage(
     assert cache_dir is not None, "predict_stage needs the cache folder (options.cache_dir)"
     if not options.model:
         return weightfree_stage(table, cache_dir, options.thresholds, sidecars)
-    from miffi.classify.inference import predict
+    from miffi.classify.inference import inference_bf16, predict
     from miffi.classify.models import load_classifier
 
     options = _with_device(options)
     device, model = options.device, options.model
     assert not isinstance(device, str) and model is not None  # (resolved just now; a model: see above)
+    options = dataclasses.replace(options, bf16=inference_bf16(device, options.bf16, options.fast), fast=False)
     classifier = classifier or load_classifier(model, options.arch, device)
     cache = TensorCache(cache_dir, classifier.config)
     sidecars = cache.read_sidecars(table["micrograph"]) if sidecars is None else sidecars

@@ -7,6 +7,7 @@ tensors are read from the cache in a background thread while the model runs.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from queue import Empty, Queue
@@ -17,9 +18,30 @@ import torch
 from tqdm import tqdm
 
 from miffi.classify.models import NUM_OUTPUTS, Classifier
+from miffi.device import native_bf16
 from miffi.errors import MiffiError, ModelError
 from miffi.labels import LABELS, SLICES
 from miffi.preprocess.cache import TensorCache
+
+log = logging.getLogger(__name__)
+
+
+def choose_bf16(device_type: str, bf16: bool, fast: bool, native: bool) -> bool:
+    """Whether the model runs under bfloat16 autocast: when asked (``--bf16``), or when
+    ``--fast`` finds it fast — on a GPU, and on a CPU only with ``native`` bfloat16
+    (emulated, it is slower than float32). ``--bf16`` on such a CPU is honoured, with a
+    warning."""
+    if bf16 and device_type == "cpu" and not native:
+        log.warning(
+            "--bf16 on a CPU without native bfloat16 (no avx512_bf16, amx_bf16 or bf16 flag): emulated, "
+            "it is slower than float32 (5.7x slower measured on an AMD EPYC); --fast picks float32 here"
+        )
+    return bf16 or (fast and (device_type != "cpu" or native))
+
+
+def inference_bf16(device: torch.device, bf16: bool, fast: bool) -> bool:
+    """:func:`choose_bf16` for ``device`` on this machine."""
+    return choose_bf16(device.type, bf16, fast, native_bf16() if device.type == "cpu" else False)
 
 
 def group_softmax(logits: torch.Tensor) -> torch.Tensor:

@@ -181,7 +181,18 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", default=DEFAULT_ARCH, help="timm architecture for state dicts")
     add_device_option(parser)
     parser.add_argument("--batch-size", type=positive_int, default=16, help="squares per batch")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster; logits within ~0.01)")
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bfloat16 autocast (logits within ~0.01): faster on GPUs and on CPUs with native bfloat16, "
+        "slower on other CPUs (a warning says so)",
+    )
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="the fastest precision on this device: bfloat16 on a GPU or a CPU with native bfloat16 "
+        "(avx512_bf16/AMX/Arm BF16), else float32",
+    )
 
 
 def add_thresholds_option(parser: argparse.ArgumentParser) -> None:
@@ -206,6 +217,7 @@ def prediction_settings(args: argparse.Namespace) -> dict[str, Any]:
         "device": args.device,
         "batch_size": args.batch_size,
         "bf16": args.bf16,
+        "fast": args.fast,
         "progress": not args.no_progress,
     }
 

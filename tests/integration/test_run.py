@@ -11,6 +11,7 @@ import starfile
 import yaml
 from cryosparc.dataset import Dataset
 
+from miffi.device import native_bf16
 from miffi.labels import GROUPS, LABELS
 from miffi.simulate.config import parse_detector
 from miffi.simulate.dataset import simulate_dataset
@@ -199,6 +200,18 @@ def test_results_are_reproducible_from_the_cache(project, tmp_path):
     a = pd.read_csv(tmp_path / "a" / "predictions.tsv", sep="\t")
     b = pd.read_csv(tmp_path / "b" / "predictions.tsv", sep="\t")
     assert np.allclose(a[list(LABELS)], b[list(LABELS)], atol=1e-6)
+
+
+def test_fast_keeps_the_labels_and_bf16_warns_where_it_is_emulated(project, tmp_path):
+    cache = tmp_path / "cache"
+    plain, fast, bf16 = (run(project, tmp_path / name, "--cache", cache, *extra)
+                         for name, extra in (("fp32", ()), ("fast", ("--fast",)), ("bf16", ("--bf16",))))  # fmt: skip
+    assert plain.returncode == fast.returncode == bf16.returncode == 0, (fast.stderr, bf16.stderr)
+    columns = [*GROUPS, "category"]
+    results = {name: pd.read_csv(tmp_path / name / "results.tsv", sep="\t")[columns] for name in ("fp32", "fast")}
+    pd.testing.assert_frame_equal(results["fast"], results["fp32"])
+    assert ("slower than float32" in bf16.stderr) is not native_bf16()
+    assert "slower than float32" not in fast.stderr
 
 
 def test_run_without_a_model_uses_the_weight_free_classifier(project, tmp_path):

@@ -1,8 +1,9 @@
 """Run Miffi 1.0.1's own preprocessing and inference (imported from PYTHONPATH) on micrographs.
 
-Usage: python miffi_reference_run.py MODEL OUT.npy MICROGRAPH...
-Writes per-square probabilities ``[micrographs, squares, 11]`` to OUT.npy and the
-preprocessed inputs ``[micrographs, squares, 2, 384, 384]`` to OUT_inputs.npy. Used by
+Usage: python miffi_reference_run.py [--probabilities-only] MODEL OUT.npy MICROGRAPH...
+Writes per-square probabilities ``[micrographs, squares, 11]`` to OUT.npy and, unless
+``--probabilities-only`` (what benchmarks/throughput.py times), the preprocessed inputs
+``[micrographs, squares, 2, 384, 384]`` to OUT_inputs.npy. Used by
 test_miffi_reference.py, which runs it with the reference package on PYTHONPATH.
 """
 
@@ -20,7 +21,9 @@ from torch.utils.data import DataLoader
 import miffi
 
 assert "miffi-1.0.1" in miffi.__file__, f"not the reference package: {miffi.__file__}"
-model_path, out, *micrographs = sys.argv[1:]
+arguments = sys.argv[1:]
+inputs_too = arguments[:1] != ["--probabilities-only"]
+model_path, out, *micrographs = arguments if inputs_too else arguments[1:]
 paths = [Path(m) for m in micrographs]
 transpose, small_dim, splits = get_preprocess_param(paths[0], None, 1.5, None, False)
 dataset = MicDataset(
@@ -35,4 +38,5 @@ model = load_model(None, None, Path(model_path), None, None, False, DEFAULT_LABE
 outputs, _ = inference_mic(model, loader, DEFAULT_LABEL_NAMES, device, len(paths), 2)
 confidence = outputs_to_confidence(outputs, DEFAULT_LABEL_NAMES)  # [splits, micrographs, 11]
 np.save(out, confidence.numpy().transpose(1, 0, 2))
-np.save(out.replace(".npy", "_inputs.npy"), np.stack([torch.stack(dataset[i]).numpy() for i in range(len(paths))]))
+if inputs_too:
+    np.save(out.replace(".npy", "_inputs.npy"), np.stack([torch.stack(dataset[i]).numpy() for i in range(len(paths))]))

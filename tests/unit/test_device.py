@@ -1,0 +1,60 @@
+"""What the CPU can do fast: native bfloat16 from its flags, and the precision --fast picks."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from miffi.classify.inference import choose_bf16
+from miffi.device import native_bf16
+
+X86 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 fma {extra}\n\n"
+ARM = "processor\t: 0\nFeatures\t: fp asimd sha2 {extra}\nCPU implementer\t: 0x41\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "native"),
+    [
+        (X86.format(extra="avx512f avx512bw"), False),  # AVX-512 alone emulates bfloat16
+        (X86.format(extra="avx512f avx512_bf16"), True),
+        (X86.format(extra="amx_tile amx_bf16"), True),
+        (ARM.format(extra="i8mm"), False),
+        (ARM.format(extra="bf16 i8mm"), True),
+    ],
+)
+def test_native_bf16_from_the_cpu_flags(tmp_path, text, native):
+    (tmp_path / "cpuinfo").write_text(text)
+    assert native_bf16(tmp_path / "cpuinfo") is native
+
+
+def test_native_bf16_without_cpu_flags_is_false(tmp_path):
+    assert native_bf16(tmp_path / "missing") is False
+
+
+def test_this_machine(tmp_path):
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        pytest.skip("no /proc/cpuinfo on this system")
+    words = set(cpuinfo.read_text().split())
+    assert native_bf16() is bool(words & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def test_fast_picks_bf16_only_where_it_is_fast(caplog):
+    assert choose_bf16("cuda", bf16=False, fast=True, native=False)
+    assert choose_bf16("cpu", bf16=False, fast=True, native=True)
+    assert not choose_bf16("cpu", bf16=False, fast=True, native=False)  # emulated: float32 is faster
+    assert not choose_bf16("cpu", bf16=False, fast=False, native=True)  # the default stays float32
+    assert not caplog.records
+
+
+def test_bf16_on_a_cpu_without_it_is_honoured_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING):
+        assert choose_bf16("cpu", bf16=True, fast=False, native=False)
+    assert "slower than float32" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert choose_bf16("cpu", bf16=True, fast=False, native=True)
+        assert choose_bf16("cuda", bf16=True, fast=False, native=False)
+    assert not caplog.records
