@@ -45,7 +45,7 @@ from miffi.preprocess.cache import (
     predict_reusing,
 )
 from miffi.preprocess.config import PreprocessConfig
-from miffi.preprocess.metrics import METRICS
+from miffi.preprocess.metric_names import METRICS
 from miffi.textfiles import read_tsv
 
 if TYPE_CHECKING:

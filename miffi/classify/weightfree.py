@@ -37,8 +37,7 @@ import pandas as pd
 from miffi.errors import SettingError
 from miffi.labels import LABELS
 from miffi.preprocess.config import reject_unknown_fields
-from miffi.preprocess.ctf import CTF_METRICS
-from miffi.preprocess.metrics import SPECTRAL_METRICS
+from miffi.preprocess.metric_names import CTF_METRICS, SPECTRAL_METRICS
 
 #: Bump when the classifier's rules change: stored predictions of another version are remade.
 VERSION = 3

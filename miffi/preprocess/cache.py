@@ -38,12 +38,13 @@ from miffi import atomic
 from miffi.errors import InputError, MiffiError, SettingError
 from miffi.labels import LABELS
 from miffi.mrc import file_fingerprint
-from miffi.preprocess import metrics
 from miffi.preprocess.config import CACHE_FORMAT, PreprocessConfig
+from miffi.preprocess.metric_names import METRICS, micrograph_metrics
+from miffi.preprocess.metric_names import VERSION as METRICS_VERSION
 from miffi.preprocess.squares import SquareLayout
 
 #: Columns of a preprocessing status table (``preprocess.tsv``), metrics included.
-STATUS_COLUMNS = ["micrograph", "path", "status", "error", "squares", "pixel_size", "seconds", *metrics.METRICS]
+STATUS_COLUMNS = ["micrograph", "path", "status", "error", "squares", "pixel_size", "seconds", *METRICS]
 #: Why an entry can belong to another file, and what to do about it.
 SHARED_NAME = "another dataset with a micrograph of the same name shares this cache: give each its own --cache"
 #: How often a reader retries while another run replaces an entry.
@@ -106,7 +107,7 @@ class TensorCache:
         meta = self.read_sidecar(micrograph)
         if meta is None or meta.get("status") != "ok" or meta.get("format") != CACHE_FORMAT:
             return None
-        if meta.get("config") != self.config.to_dict() or meta.get("metrics_version") != metrics.VERSION:
+        if meta.get("config") != self.config.to_dict() or meta.get("metrics_version") != METRICS_VERSION:
             return None
         if not _same_pixel_size(meta.get("pixel_size_given"), pixel_size):
             return None
@@ -166,8 +167,8 @@ class TensorCache:
                 "dtype": "float32",
                 "stamp": _stamp(written),
             },
-            "metrics_version": metrics.VERSION,
-            "metrics": metrics.micrograph_metrics(square_metrics),
+            "metrics_version": METRICS_VERSION,
+            "metrics": micrograph_metrics(square_metrics),
             "square_metrics": square_metrics,
         }
         atomic.write_text(self.sidecar_path(micrograph), json.dumps(meta, indent=1))

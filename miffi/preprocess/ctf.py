@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from miffi.preprocess.metric_names import CTF_METRICS
+
 VOLTAGE_KV, CS_MM, AMPLITUDE_CONTRAST = 300.0, 2.7, 0.1
 LOW_RESOLUTION, HIGH_RESOLUTION = 40.0, 3.3
 DEFOCUS_RANGE, CANDIDATES = (2000.0, 60000.0), 120
@@ -42,14 +44,6 @@ FIT_CORRELATION = 0.3
 THON_THRESHOLD = 0.3
 SAMPLES = 1024
 SECTORS = 6
-CTF_METRICS = (
-    "thon_defocus",
-    "thon_astigmatism",
-    "thon_angle",
-    "thon_resolution",
-    "thon_anisotropy",
-    "thon_rings",
-)
 
 
 def wavelength(kilovolts: float) -> float:

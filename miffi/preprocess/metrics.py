@@ -60,10 +60,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.ndimage as ndi
 
-from miffi.preprocess.ctf import CTF_METRICS, ctf_metrics
-
-#: Bump when a metric's definition changes: cached metrics of another version are recomputed.
-VERSION = 4
+from miffi.preprocess.ctf import ctf_metrics
 
 WATER_RING_BAND = (3.5, 3.9)
 WATER_RING_REFERENCE = (4.5, 6.0)
@@ -73,18 +70,8 @@ ICE_SPACINGS = (3.90, 3.67, 3.44)
 ANISOTROPY_BAND = (12.0, 40.0)
 ANISOTROPY_SECTORS = 12
 FLAT_LOW, FLAT_HIGH = (20.0, 50.0), (3.1, 3.3)
-SPECTRAL_METRICS = ("water_ring", "ice_peak", "ice_spots", "ice_lattice", "anisotropy", "anisotropy_angle", "flatness")
 #: Sectors of the ``ice_lattice`` rings (2° each) and the ring and reference half-widths (Å⁻¹).
 LATTICE_SECTORS, LATTICE_RING, LATTICE_REFERENCE = 90, 0.003, (0.006, 0.012)
-REALSPACE_METRICS = (
-    "dark_fraction",
-    "dark_count",
-    "bright_fraction",
-    "film_edge",
-    "film_side_fraction",
-    "mean_intensity",
-)
-METRICS = SPECTRAL_METRICS + CTF_METRICS + REALSPACE_METRICS
 
 
 @dataclass(frozen=True)
@@ -301,31 +288,3 @@ def realspace_metrics(
         "film_side_fraction": coverage,
         "mean_intensity": float(small.mean()),
     }
-
-
-def micrograph_metrics(squares: list[dict[str, float]]) -> dict[str, float]:
-    """Per-micrograph values: the mean over squares; counts and fractions of dark objects
-    and the anisotropy take the largest square value (a defect seen in one square)."""
-    worst = {
-        "ice_lattice",
-        "dark_count",
-        "dark_fraction",
-        "bright_fraction",
-        "anisotropy",
-        "thon_anisotropy",
-        "film_edge",
-        "ice_peak",
-        "ice_spots",
-    }
-    out = {}
-    for name in METRICS:
-        values = [s[name] for s in squares if not math.isnan(s.get(name, math.nan))]
-        if not values:
-            out[name] = math.nan
-        elif name == "anisotropy_angle":
-            out[name] = squares[int(np.argmax([s["anisotropy"] for s in squares]))][name]
-        elif name == "thon_angle":  # an angle does not average: the first square's with a fit
-            out[name] = values[0]
-        else:
-            out[name] = float(max(values) if name in worst else np.mean(values))
-    return out

@@ -24,7 +24,8 @@ from miffi.device import available_cores
 from miffi.errors import MicrographError
 from miffi.mrc import MrcHeader, open_micrograph
 from miffi.preprocess.config import PreprocessConfig
-from miffi.preprocess.metrics import micrograph_metrics, realspace_metrics, spectral_metrics
+from miffi.preprocess.metric_names import micrograph_metrics
+from miffi.preprocess.metrics import realspace_metrics, spectral_metrics
 from miffi.preprocess.squares import SquareLayout, layout_for
 
 

@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 from miffi.classify.combine import CATEGORIES
 from miffi.errors import MiffiError
 from miffi.labels import GROUPS
-from miffi.preprocess.metrics import METRICS
+from miffi.preprocess.metric_names import METRICS
 from miffi.review.session import PICTURES, ReviewSession
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from miffi.labels import GROUPS
 from miffi.pipeline import read_results, where_mask
 from miffi.preprocess.cache import TensorCache, existing_cache
 from miffi.preprocess.config import PreprocessConfig
-from miffi.preprocess.metrics import METRICS
+from miffi.preprocess.metric_names import METRICS
 from miffi.report.images import micrograph_view, png, resized, tensor_views
 from miffi.review import ORDERS
 from miffi.review.decisions import DecisionFile

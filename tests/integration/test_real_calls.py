@@ -22,7 +22,8 @@ from PIL import Image
 from miffi.classify.combine import categorise, combine
 from miffi.classify.weightfree import predict_metrics
 from miffi.cli import main
-from miffi.preprocess.metrics import METRICS, realspace_metrics
+from miffi.preprocess.metric_names import METRICS
+from miffi.preprocess.metrics import realspace_metrics
 from tests.support.micrographs import write_mrc
 
 GOOD_CLASSES = ("0Great", "1Decent")
