@@ -433,6 +433,7 @@ def predict_stage(
     device, model = options.device, options.model
     assert not isinstance(device, str) and model is not None  # (resolved just now; a model: see above)
     options = dataclasses.replace(options, bf16=inference_bf16(device, options.bf16, options.fast), fast=False)
+    log.info("model %s on %s, %s", Path(model).name, device, "bfloat16 autocast" if options.bf16 else "float32")
     classifier = classifier or load_classifier(model, options.arch, device)
     cache = TensorCache(cache_dir, classifier.config)
     sidecars = cache.read_sidecars(table["micrograph"]) if sidecars is None else sidecars

@@ -12,6 +12,7 @@ import starfile
 import yaml
 from cryosparc.dataset import Dataset
 
+from miffi.device import native_bf16
 from miffi.intake import chunk_of
 from miffi.simulate.config import parse_detector
 from miffi.simulate.dataset import simulate_dataset
@@ -43,7 +44,9 @@ def micrographs(tmp_path_factory):
     return sorted((folder / "micrographs").glob("*.mrc"))
 
 
-def write_config(workdir: Path, rule: str = "miffi", model: str | None = None, labels: Path | None = None) -> None:
+def write_config(
+    workdir: Path, rule: str = "miffi", model: str | None = None, labels: Path | None = None, fast: bool = False
+) -> None:
     config = {
         "outdir": "out",
         "datasets": {
@@ -54,6 +57,7 @@ def write_config(workdir: Path, rule: str = "miffi", model: str | None = None, l
                 "rule": rule,
                 "model": model,
                 "arch": "convnext_atto",
+                "fast": fast,
                 "labels": str(labels) if labels else None,
                 "voltage": 200,
                 "cs": 2.0,
@@ -110,12 +114,15 @@ def test_workflow_runs_and_reruns_only_what_changed(tmp_path, micrographs):
     ran = jobs(snakemake(tmp_path))
     assert set(ran) - {"all"} == {"combine", "export", "evaluate", "report", "summary"}
 
-    # a model instead of the weight-free classifier: inference runs again, preprocessing does not
+    # a model instead of the weight-free classifier: inference runs again, preprocessing does not;
+    # `fast` runs it at this CPU's fastest precision
     tiny_model(tmp_path / "model.pt")
-    write_config(tmp_path, rule="strict", model=str(tmp_path / "model.pt"), labels=labels)
+    write_config(tmp_path, rule="strict", model=str(tmp_path / "model.pt"), labels=labels, fast=True)
     before = max(p.stat().st_mtime for p in (tmp_path / "out" / "ds" / "logs").iterdir())
     ran = jobs(snakemake(tmp_path))
     assert ran["infer"] == 3 and "preprocess" not in ran
+    precision = "bfloat16 autocast" if native_bf16() else "float32"
+    assert f"on cpu, {precision}" in (tmp_path / "out" / "ds" / "logs" / "infer_0.log").read_text()
     assert evaluated(tmp_path, before) == 8
     results = pd.read_csv(tmp_path / "out" / "ds" / "results.tsv", sep="\t")
     assert set(results["classifier"]) == {"model:model.pt"} and "wf_category" in results

@@ -171,9 +171,16 @@ for _name in DATASETS:
 
 
 def model_options(wildcards):
-    """`--model=PATH --arch=ARCH` for a dataset with a model; none for the weight-free classifier."""
+    """`--model=PATH --arch=ARCH` (and `--fast`) for a dataset with a model; none for the
+    weight-free classifier."""
     model = model_path(wildcards)
-    return [f"--model={model}", f"--arch={setting(wildcards, 'arch')}"] if model else []
+    if not model:
+        return []
+    return [
+        f"--model={model}",
+        f"--arch={setting(wildcards, 'arch')}",
+        *(["--fast"] if setting(wildcards, "fast") else []),
+    ]
 
 
 def option(name, value):
