@@ -110,7 +110,6 @@ def _decide(
     the decision is instead whether the value is an outlier of its dataset, at most
     RELATIVE_SUREST sure."""
     value = float(m.get(metric, math.nan))
-    trust = _trust(metric, value)
     if reference is not None:
         if not math.isfinite(value):
             return UNKNOWN
@@ -118,6 +117,7 @@ def _decide(
         z = ((value - median) if above else (median - value)) / spread - OUTLIER_Z
         p = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
         return min(RELATIVE_SUREST, max(1.0 - RELATIVE_SUREST, p))
+    trust = _trust(metric, value)
     if trust == 0.0:
         return UNKNOWN
     z = (value - threshold) / width if above else (threshold - value) / width
@@ -239,17 +239,18 @@ def shifted_thresholds(
     """
     if len(square_metrics) < MIN_REFERENCE:
         return {}
-    out = {}
-    for field, (metric, above) in RELATIVE.items():
+    references: dict[str, tuple[float, float] | None] = {}
+    for metric, _ in RELATIVE.values():
         values = np.array([float(s.get(metric, math.nan)) for squares in square_metrics.values() for s in squares])
         values = values[np.isfinite(values)]
-        if values.size < MIN_REFERENCE:
-            continue
-        median = float(np.median(values))
-        spread = 1.4826 * float(np.median(np.abs(values - median)))
-        threshold = getattr(thresholds, field)
-        if (median > threshold) if above else (median < threshold):
-            out[field] = (median, max(spread, 1e-3 * abs(median), 1e-9))
+        median = float(np.median(values)) if values.size >= MIN_REFERENCE else math.nan
+        spread = 1.4826 * float(np.median(np.abs(values - median))) if math.isfinite(median) else math.nan
+        references[metric] = (median, max(spread, 1e-3 * abs(median), 1e-9)) if math.isfinite(median) else None
+    out = {}
+    for field, (metric, above) in RELATIVE.items():
+        reference, threshold = references[metric], getattr(thresholds, field)
+        if reference is not None and ((reference[0] > threshold) if above else (reference[0] < threshold)):
+            out[field] = reference
     return out
 
 

@@ -77,9 +77,9 @@ def test_good_cryoppp_micrographs_are_good_with_their_thon_rings(run):
 
 
 CONTAMINATION = "2Contamination_Aggregate_Crack_Breaking_Drifting/"
-#: The real images with a support-film (hole) edge across the view, by eye, and the film
-#: label expected (None: film, or no film without confidence). The first is an EPU thumbnail, the others MicAssess
-#: examples of their classes.
+#: The real images found to have a support-film (hole) edge across the view, each one by
+#: eye too, and the film label expected (None: film, or no film without confidence). The
+#: first is an EPU thumbnail, the others MicAssess examples of their classes.
 FILM_EDGES: dict[str, str | None] = {
     "FoilHole_9015883_Data_9017354_6_20250108_154918.jpg": "minor_film",  # carbon in a corner
     "1Decent/18apr26h_grid4e_00123gr_00009sq_00022hl_00010en-a.png": "major_film",  # two fifths
@@ -117,8 +117,9 @@ def test_every_coarse_real_image_is_called(coarse):
 
 
 def test_support_film_edges_are_found_where_the_real_images_show_them(coarse):
-    """The film-edge line is found on exactly the real images that show a hole edge, and
-    it splits the view into film and hole: minor film where carbon covers a corner."""
+    """The film-edge line is found on the real images listed (each a hole edge by eye) and
+    on no other, and it splits the view into film and hole: minor film where carbon covers
+    a corner."""
     found = set(coarse.index[coarse["film_edge"] > 0.3])
     assert found == set(FILM_EDGES), found
     for name, expected in FILM_EDGES.items():
