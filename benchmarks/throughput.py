@@ -8,9 +8,10 @@ shape saved as TorchScript, then prints, in one run:
   ``posix_fadvise``, after ``fsync``) and warm;
 - ``miffi run`` end to end into a fresh cache, cold and warm, as micrographs per second
   and as a fraction of the raw read speed measured just before;
-- a per-stage breakdown (warm): preprocessing (read, squares, transforms, metrics, cache
-  write), the model on cached tensors (float32, and what ``--fast`` picks), combine and
-  export;
+- a per-stage breakdown (warm): preprocessing as it runs (its stages overlapped), the
+  model on cached tensors (float32, and what ``--fast`` picks), combine and export; and
+  each preprocessing stage alone (read, transforms with the copies to and from the
+  device, metrics, cache write);
 - with ``--against-miffi`` (needs the reference package in ``.venv/miffi-1.0.1``, made by
   ``scripts/setup-venv.sh``): wall time of Miffi 1.0.1 and of ``miffi run`` (float32 and
   ``--fast``) as fresh processes on the same files, in alternating rounds, and the ratios.
@@ -51,6 +52,7 @@ from miffi.intake import read_micrographs  # noqa: E402
 from miffi.pipeline import RunOptions, run_pipeline  # noqa: E402
 from miffi.preprocess.batch import preprocess_table  # noqa: E402
 from miffi.preprocess.cache import TensorCache  # noqa: E402
+from miffi.preprocess.recipe import Transformed, load_squares, transform_batch  # noqa: E402
 
 DETECTORS = {"k3": ((4092, 5760), 0.83), "falcon4": ((4096, 4096), 0.73)}
 REFERENCE = Path(sys.prefix) / "miffi-1.0.1"
@@ -96,6 +98,27 @@ def timed(function, *args, **kwargs) -> float:
     start = time.perf_counter()
     function(*args, **kwargs)
     return time.perf_counter() - start
+
+
+def preprocessing_stages(paths: list[Path], cache: TensorCache, device: torch.device) -> dict[str, float]:
+    """Seconds per micrograph of each preprocessing stage alone, one micrograph at a time:
+    read (file → squares in host memory), transforms (to the device and back, with the
+    copies), metrics, cache write."""
+    totals = dict.fromkeys(("read", "transforms", "metrics", "write"), 0.0)
+    for path in paths:
+        start = time.perf_counter()
+        loaded = load_squares(path, None, cache.config)
+        read = time.perf_counter()
+        (transformed,) = transform_batch([loaded], cache.config, device)
+        assert isinstance(transformed, Transformed)
+        transforms = time.perf_counter()
+        result = transformed.finish()
+        metrics = time.perf_counter()
+        cache.store(path.stem, path, None, result.tensor, loaded.layout, result.square_metrics)
+        write = time.perf_counter()
+        for name, seconds in zip(totals, (read - start, transforms - read, metrics - transforms, write - metrics)):
+            totals[name] += seconds / len(paths)
+    return totals
 
 
 def cpu_name() -> str:
@@ -188,6 +211,12 @@ def main() -> None:
         print(
             f"stages (warm), per micrograph: preprocess {preprocess / n:.3f} s, model fp32 {model_fp32 / n:.3f} s "
             f"(--fast {model_fast / n:.3f} s), combine + export + intake {max(rest, 0) / n:.3f} s"
+        )
+        alone = preprocessing_stages(paths, TensorCache(work / "alone", classifier.config), device)
+        print(
+            "preprocessing stages alone, one micrograph at a time, per micrograph: "
+            + ", ".join(f"{name} {seconds:.3f} s" for name, seconds in alone.items())
+            + f" (sum {sum(alone.values()):.3f} s; overlapped in preprocess above)"
         )
         if args.against_miffi:
             if not (REFERENCE / "miffi").is_dir():

@@ -1,7 +1,9 @@
 """Batched inference on cached tensors: per-square probabilities of the 11 Miffi labels.
 
-Squares of many micrographs share batches; the model is loaded once by the caller;
-tensors are read from the cache in a background thread while the model runs.
+Squares of many micrographs share batches; the model is loaded once by the caller.
+A background thread reads the cached tensors and assembles the batches (in pinned
+memory for a GPU) while the model runs; on a GPU the probabilities stay on the device
+until the end, so batches follow one another without waiting.
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from queue import Empty, Queue
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -24,6 +28,8 @@ from miffi.labels import LABELS, SLICES
 from miffi.preprocess.cache import TensorCache
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def choose_bf16(device_type: str, bf16: bool, fast: bool, native: bool) -> bool:
@@ -57,50 +63,85 @@ def check_compatible(classifier: Classifier, cache: TensorCache) -> None:
         )
 
 
-def _read_ahead(
-    cache: TensorCache, micrographs: Sequence[str], sources: Sequence[str] | None = None, depth: int = 8
-) -> Iterator[tuple[str, np.ndarray]]:
-    """Cached tensors in order (each checked to be made from its source, when given),
-    loaded by a background thread a few micrographs ahead."""
-    queue: Queue[tuple[str, np.ndarray] | BaseException | None] = Queue(maxsize=depth)  # None: done
+def _in_background(items: Iterator[T], depth: int = 4) -> Iterator[T]:
+    """The items of ``items``, produced by a background thread up to ``depth`` ahead of
+    the consumer; the producer's exception is raised in the consumer."""
+    queue: Queue[T | _Raised | None] = Queue(maxsize=depth)  # None: done
     stop = threading.Event()
 
     def work() -> None:
         try:
-            for i, micrograph in enumerate(micrographs):
+            for item in items:
                 if stop.is_set():
                     return
-                queue.put(
-                    (
-                        micrograph,
-                        np.ascontiguousarray(cache.load(micrograph, sources[i] if sources is not None else None)),
-                    )
-                )
+                queue.put(item)
         except BaseException as exc:  # handed to the consumer
-            queue.put(exc)
+            queue.put(_Raised(exc))
         queue.put(None)
 
-    thread = threading.Thread(target=work, name="miffi-cache-read", daemon=True)
+    thread = threading.Thread(target=work, name="miffi-batches", daemon=True)
     thread.start()
     try:
         while (item := queue.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
+            if isinstance(item, _Raised):
+                raise item.exception
             yield item
-    finally:  # unblock the reader if the consumer stopped early, then let it finish
+    finally:  # unblock the producer if the consumer stopped early, then let it finish
         stop.set()
         while thread.is_alive():
             with contextlib.suppress(Empty):
                 queue.get(timeout=0.1)
 
 
-def _run(module: torch.nn.Module, batch: np.ndarray, device: torch.device, bf16: bool, pad_to: int) -> np.ndarray:
-    """Probabilities for one batch. On a GPU batches are padded to ``pad_to`` squares, so
-    that every call has the same shape (no re-tuning, no TorchScript re-specialisation)."""
-    count = len(batch)
-    inputs = torch.from_numpy(batch).to(device, non_blocking=True)
-    if device.type == "cuda" and count < pad_to:
-        inputs = torch.cat([inputs, inputs.new_zeros((pad_to - count, *inputs.shape[1:]))])
+@dataclass(frozen=True)
+class _Raised:
+    exception: BaseException
+
+
+@dataclass
+class Batch:
+    """Squares of consecutive micrographs for one call of the model."""
+
+    inputs: torch.Tensor  # [batch_size, channels, size, size]; rows past ``count`` unused
+    micrographs: list[str] = field(default_factory=list)  # one per square
+    squares: list[int] = field(default_factory=list)
+    finished: int = 0  # micrographs whose last square is in this batch
+
+    @property
+    def count(self) -> int:
+        return len(self.micrographs)
+
+
+def batches(tensors: Iterable[tuple[str, np.ndarray]], batch_size: int, pin: bool = False) -> Iterator[Batch]:
+    """Cut the squares of ``(micrograph, [squares, C, S, S])`` into batches of
+    ``batch_size`` (the last one short), each assembled in its own buffer — in pinned
+    memory with ``pin``, so that the copy to a GPU is asynchronous."""
+    batch: Batch | None = None
+    for micrograph, tensor in tensors:
+        for square, plane in enumerate(tensor):
+            if batch is None:
+                batch = Batch(torch.empty((batch_size, *plane.shape), dtype=torch.float32, pin_memory=pin))
+            batch.inputs[batch.count] = torch.from_numpy(plane)
+            batch.micrographs.append(micrograph)
+            batch.squares.append(square)
+            if batch.count == batch_size:
+                batch.finished += square == len(tensor) - 1
+                yield batch
+                batch = None
+        if batch is not None:
+            batch.finished += 1
+    if batch is not None:
+        batch.inputs[batch.count :] = 0  # (a GPU runs the whole buffer)
+        yield batch
+
+
+def _run(module: torch.nn.Module, batch: Batch, device: torch.device, bf16: bool) -> torch.Tensor:
+    """Probabilities for one batch, left on ``device`` (reading them back would wait for
+    the model; the caller does it once at the end). On a GPU the whole buffer goes
+    through the model, so that every call has the same shape (no re-tuning, no
+    TorchScript re-specialisation)."""
+    inputs = batch.inputs if device.type == "cuda" else batch.inputs[: batch.count]
+    inputs = inputs.to(device, non_blocking=True)
     # TorchScript's profiling executor re-optimises for every new shape and dtype, which
     # costs more than it gains for a convolutional network run a few times per shape.
     with (
@@ -108,10 +149,10 @@ def _run(module: torch.nn.Module, batch: np.ndarray, device: torch.device, bf16:
         torch.jit.optimized_execution(False),
         torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16),
     ):
-        logits = module(inputs)[:count]
+        logits = module(inputs)[: batch.count]
     if logits.ndim != 2 or logits.shape[1] != NUM_OUTPUTS:
         raise MiffiError(f"model output has shape {tuple(logits.shape)}; expected [batch, {NUM_OUTPUTS}]")
-    return group_softmax(logits).cpu().numpy()
+    return group_softmax(logits)
 
 
 def predict(
@@ -136,27 +177,18 @@ def predict(
         the model's outputs are not finite (named with the micrographs concerned).
     """
     check_compatible(classifier, cache)
+    tensors = ((m, cache.load(m, sources[i] if sources is not None else None)) for i, m in enumerate(micrographs))
     names: list[str] = []
     squares: list[int] = []
-    probabilities: list[np.ndarray] = []
-    pending = np.zeros((0, classifier.channels, classifier.config.size, classifier.config.size), np.float32)
-
-    def run_batches(rest: np.ndarray, final: bool) -> np.ndarray:
-        """Run every full batch of ``rest`` (and the remainder when ``final``); return what is left."""
-        while len(rest) >= batch_size or (final and len(rest)):
-            probabilities.append(_run(classifier.module, rest[:batch_size], device, bf16, batch_size))
-            rest = rest[batch_size:]
-        return rest
-
+    outputs: list[torch.Tensor] = []
     with tqdm(total=len(micrographs), desc="infer", unit="mic", disable=not progress) as bar:
-        for micrograph, tensor in _read_ahead(cache, micrographs, sources):
-            names += [micrograph] * len(tensor)
-            squares += list(range(len(tensor)))
-            pending = run_batches(np.concatenate([pending, tensor]), final=False)
-            bar.update(1)
-        run_batches(pending, final=True)
+        for batch in _in_background(batches(tensors, batch_size, pin=device.type == "cuda")):
+            outputs.append(_run(classifier.module, batch, device, bf16))
+            names += batch.micrographs
+            squares += batch.squares
+            bar.update(batch.finished)
     table = pd.DataFrame({"micrograph": names, "square": squares})
-    values = np.concatenate(probabilities) if probabilities else np.zeros((0, NUM_OUTPUTS), np.float32)
+    values = torch.cat(outputs).cpu().numpy() if outputs else np.zeros((0, NUM_OUTPUTS), np.float32)
     broken = np.asarray(~np.isfinite(values).all(axis=1))  # (an array: values is 2-D)
     if broken.any():
         where = list(dict.fromkeys(table.loc[broken, "micrograph"]))

@@ -1,15 +1,20 @@
 """Preprocess a micrograph table into a tensor cache, one bad micrograph never stopping the rest.
 
-Reading runs in background threads a few micrographs ahead, so disk I/O overlaps
-the transforms (which use every core through scipy / torch).
+Three stages overlap, each with a bounded queue: background threads read micrographs
+ahead; the transforms run on the device, several micrographs of one square size at a
+time on a GPU; background threads compute each micrograph's metrics and write its cache
+entry meanwhile. Memory is bounded by the queue depths, not by the table's size.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -20,7 +25,8 @@ from miffi import atomic
 from miffi.device import available_cores
 from miffi.errors import MicrographError, OutputError
 from miffi.preprocess.cache import TensorCache, cached_row, status_frame
-from miffi.preprocess.recipe import LoadedMicrograph, load_squares, preprocess_loaded
+from miffi.preprocess.config import PreprocessConfig
+from miffi.preprocess.recipe import LoadedMicrograph, Transformed, batch_key, load_squares, transform_batch
 
 log = logging.getLogger(__name__)
 
@@ -35,73 +41,151 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+@dataclass(frozen=True)
+class Stages:
+    """How wide each stage of :func:`preprocess_table` is.
+
+    Attributes
+    ----------
+    readers
+        Threads reading micrographs ahead.
+    batch
+        Micrographs transformed at once (those of one square size).
+    finishers
+        Threads computing metrics and writing cache entries.
+    """
+
+    readers: int
+    batch: int
+    finishers: int
+
+    @classmethod
+    def for_device(cls, device: torch.device, cores: int | None = None) -> Stages:
+        """The CPU's FFTs already use every core, so one micrograph at a time there, its
+        metrics beside the next one's transforms; a GPU transforms eight at once and needs
+        the cores for reading and metrics."""
+        cores = cores or available_cores()
+        if device.type == "cpu":
+            return cls(readers=max(1, min(4, cores // 4)), batch=1, finishers=1)
+        return cls(readers=max(2, min(8, cores // 2)), batch=8, finishers=max(2, cores // 2))
+
+
+@dataclass(frozen=True)
+class _Item:
+    micrograph: str
+    path: str
+    pixel_size: float | None
+
+
+def _transform(
+    members: list[LoadedMicrograph], config: PreprocessConfig, device: torch.device
+) -> list[Transformed | Exception]:
+    """:func:`transform_batch`, never raising: where a batch fails as a whole (out of
+    device memory, say), each of its micrographs is tried on its own, so one bad
+    micrograph never fails the others."""
+    try:
+        return list(transform_batch(members, config, device))
+    except Exception as exc:
+        if len(members) == 1:
+            return [exc]
+    return [outcome for loaded in members for outcome in _transform([loaded], config, device)]
+
+
 def preprocess_table(
     table: pd.DataFrame,
     cache: TensorCache,
     device: torch.device,
     force: bool = False,
     progress: bool = True,
-    readers: int | None = None,
+    stages: Stages | None = None,
 ) -> pd.DataFrame:
     """Make (or reuse) the cached tensor of every micrograph in ``table``.
 
-    ``readers`` threads read micrographs ahead of the transforms (default: one per
-    four cores, at least one, at most four). Returns one row per micrograph:
-    ``status`` is ``cached`` (reused), ``computed`` or ``failed`` (with ``error``);
-    failures are also recorded in the cache.
+    ``stages`` sets the width of each stage (default: :meth:`Stages.for_device`). Returns
+    one row per micrograph: ``status`` is ``cached`` (reused), ``computed`` or ``failed``
+    (with ``error``); failures are also recorded in the cache.
     """
-    readers = readers or max(1, min(4, available_cores() // 4))
+    stages = stages or Stages.for_device(device)
     atomic.ensure_folder(cache.directory)
     rows: dict[str, dict[str, Any]] = {}
-    todo: list[tuple[str, str, float | None]] = []
+    todo: list[_Item] = []
     for micrograph, path, psize in zip(table["micrograph"], table["path"], table["pixel_size"]):
-        given = _given_pixel_size(psize)
-        meta = None if force else cache.lookup(micrograph, path, given)
+        item = _Item(micrograph, path, _given_pixel_size(psize))
+        meta = None if force else cache.lookup(item.micrograph, item.path, item.pixel_size)
         if meta is None:
-            todo.append((micrograph, path, given))
+            todo.append(item)
         else:
             rows[micrograph] = cached_row(meta)
 
+    def fail(item: _Item, exc: Exception, seconds: float) -> None:
+        if isinstance(exc, OutputError):  # the cache's folder, not the micrograph: stop the run
+            raise exc
+        if not isinstance(exc, MicrographError):
+            log.error("unexpected error preprocessing %s", item.path, exc_info=exc)
+        error = _describe(exc)
+        cache.store_failure(item.micrograph, item.path, item.pixel_size, error)
+        rows[item.micrograph] = {"status": "failed", "error": error, "seconds": seconds}
+
+    def finish(item: _Item, transformed: Transformed, seconds: float) -> None:
+        started = time.perf_counter()
+        result = transformed.finish()
+        layout = transformed.loaded.layout
+        cache.store(item.micrograph, item.path, item.pixel_size, result.tensor, layout, result.square_metrics)
+        rows[item.micrograph] = {
+            "status": "computed",
+            "squares": layout.count,
+            "pixel_size": layout.pixel_size,
+            **result.metrics,
+            "seconds": seconds + time.perf_counter() - started,
+        }
+
     with (
         tqdm(total=len(table), desc="preprocess", unit="mic", disable=not progress) as bar,
-        ThreadPoolExecutor(max_workers=readers, thread_name_prefix="miffi-read") as reader,
+        ThreadPoolExecutor(max_workers=stages.readers, thread_name_prefix="miffi-read") as reader,
+        ThreadPoolExecutor(max_workers=stages.finishers, thread_name_prefix="miffi-finish") as finisher,
     ):
         bar.update(len(rows))
-        pending: deque[tuple[str, str, float | None, Future[LoadedMicrograph]]] = deque()
-        queue = iter(todo)
+        queue: Iterator[_Item] = iter(todo)
+        reading: deque[tuple[_Item, Future[LoadedMicrograph]]] = deque()
+        finishing: deque[tuple[_Item, Future[None], float]] = deque()
 
-        def submit_next() -> None:
-            item = next(queue, None)
-            if item is not None:
-                micrograph, path, given = item
-                pending.append((micrograph, path, given, reader.submit(load_squares, path, given, cache.config)))
+        def read_ahead() -> None:
+            for item in itertools.islice(queue, stages.readers + stages.batch - len(reading)):
+                reading.append((item, reader.submit(load_squares, item.path, item.pixel_size, cache.config)))
 
-        for _ in range(readers + 1):
-            submit_next()
-        while pending:
-            started = time.perf_counter()
-            micrograph, path, given, future = pending.popleft()
-            submit_next()
+        def collect(item: _Item, future: Future[None], seconds: float) -> None:
             try:
-                loaded = future.result()
-                result = preprocess_loaded(loaded, cache.config, device)
-                cache.store(micrograph, path, given, result.tensor, loaded.layout, result.square_metrics)
-                rows[micrograph] = {
-                    "status": "computed",
-                    "squares": loaded.layout.count,
-                    "pixel_size": loaded.layout.pixel_size,
-                    **result.metrics,
-                }
-            except OutputError:  # the cache's folder, not the micrograph: stop the run
-                raise
+                future.result()
             except Exception as exc:  # one bad micrograph is recorded, the rest goes on
-                if not isinstance(exc, MicrographError):
-                    log.exception("unexpected error preprocessing %s", path)
-                error = _describe(exc)
-                cache.store_failure(micrograph, path, given, error)
-                rows[micrograph] = {"status": "failed", "error": error}
-            rows[micrograph]["seconds"] = time.perf_counter() - started
+                fail(item, exc, seconds)
             bar.update(1)
+
+        read_ahead()
+        while reading:
+            loaded: dict[tuple[int, int], list[tuple[_Item, LoadedMicrograph]]] = {}
+            started = time.perf_counter()
+            for item, future in [reading.popleft() for _ in range(min(stages.batch, len(reading)))]:
+                try:
+                    micrograph = future.result()
+                    loaded.setdefault(batch_key(micrograph), []).append((item, micrograph))
+                except Exception as exc:
+                    fail(item, exc, time.perf_counter() - started)
+                    bar.update(1)
+            read_ahead()
+            for members in loaded.values():
+                started = time.perf_counter()
+                outcomes = _transform([m for _, m in members], cache.config, device)
+                share = (time.perf_counter() - started) / len(members)
+                for (item, _), outcome in zip(members, outcomes):
+                    if isinstance(outcome, Transformed):
+                        finishing.append((item, finisher.submit(finish, item, outcome, share), share))
+                    else:
+                        fail(item, outcome, share)
+                        bar.update(1)
+            while len(finishing) > 2 * stages.finishers:
+                collect(*finishing.popleft())
+        while finishing:
+            collect(*finishing.popleft())
 
     return status_frame([{"micrograph": m, "path": p, **rows[m]} for m, p in zip(table["micrograph"], table["path"])])
 

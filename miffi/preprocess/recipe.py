@@ -12,6 +12,7 @@ in torch. Only the forward crop and the inverse transform differ between the two
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,9 +98,11 @@ def _cropped_rfft2_torch(squares: torch.Tensor, crop: int) -> torch.Tensor:
 
 
 def cropped_transform(
-    squares: np.ndarray | torch.Tensor, crop: int, device: torch.device, offset: float = 0.0
+    squares: np.ndarray | torch.Tensor, crop: int, device: torch.device, offset: float | np.ndarray = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fourier-crop ``[k, n, n]`` squares (that had ``offset`` subtracted) to ``D = crop``.
+
+    ``offset``: one value, or one per square (squares of several micrographs at once).
 
     Returns the real-space image ``irfft2(Fc)`` (``[k, D, D]``) and the amplitude
     ``|Fc|`` of the cropped half-spectrum (``[k, D, D/2+1]``), both on ``device``.
@@ -120,7 +123,8 @@ def cropped_transform(
         image = torch.fft.irfft2(fc, s=(crop, crop))
         amplitude = fc.abs()
         dc = fc[..., 0, 0]
-    amplitude[..., 0, 0] = (dc.to(torch.complex128) + offset * side * side).abs().to(amplitude.dtype)
+    shift = torch.as_tensor(offset, dtype=torch.float64, device=dc.device) * (side * side)
+    amplitude[..., 0, 0] = (dc.to(torch.complex128) + shift).abs().to(amplitude.dtype)
     return image, amplitude
 
 
@@ -210,20 +214,76 @@ class Preprocessed:
         return micrograph_metrics(self.square_metrics)
 
 
-def square_metrics(image: torch.Tensor, amplitude: torch.Tensor, loaded: LoadedMicrograph) -> list[dict[str, float]]:
-    """Spectral and real-space metrics of each square (see :mod:`miffi.preprocess.metrics`)."""
-    layout = loaded.layout
-    # image = irfft2 of the offset-free crop: back to input intensity units per pixel
-    scale = (layout.crop / layout.side) ** 2
-    images = image.cpu().numpy()
-    amplitudes = amplitude.cpu().numpy()
-    return [
-        {
-            **spectral_metrics(amplitudes[i], layout.output_pixel_size),
-            **realspace_metrics(images[i], layout.output_pixel_size, scale, loaded.offset),
-        }
-        for i in range(layout.count)
-    ]
+@dataclass(frozen=True)
+class Transformed:
+    """One micrograph after the transforms, before its metrics: the cached array and the
+    cropped planes the metrics are computed from, all in host memory."""
+
+    loaded: LoadedMicrograph
+    tensor: np.ndarray  # [squares, channels, size, size] float32
+    image: np.ndarray  # [squares, D, D]: irfft2 of the offset-free crop
+    amplitude: np.ndarray  # [squares, D, D/2+1]: |Fc|
+
+    def finish(self) -> Preprocessed:
+        """The metrics of each square (:mod:`miffi.preprocess.metrics`): CPU work, which a
+        pipeline runs beside the transforms of the next micrographs."""
+        layout = self.loaded.layout
+        scale = (layout.crop / layout.side) ** 2  # back to input intensity units per pixel
+        metrics = [
+            {
+                **spectral_metrics(self.amplitude[i], layout.output_pixel_size),
+                **realspace_metrics(self.image[i], layout.output_pixel_size, scale, self.loaded.offset),
+            }
+            for i in range(layout.count)
+        ]
+        return Preprocessed(self.tensor, metrics)
+
+
+def batch_key(loaded: LoadedMicrograph) -> tuple[int, int]:
+    """Micrographs with equal keys (square side, crop) can be transformed as one batch."""
+    return loaded.layout.side, loaded.layout.crop
+
+
+def _stacked(batch: Sequence[LoadedMicrograph], device: torch.device) -> np.ndarray | torch.Tensor:
+    """The squares of ``batch`` in one array; for a GPU in pinned memory, so that the copy
+    to the device is one fast transfer."""
+    if len(batch) == 1 and device.type == "cpu":
+        return batch[0].squares
+    shape = (sum(m.layout.count for m in batch), *batch[0].squares.shape[1:])
+    out = torch.empty(shape, dtype=torch.float32, pin_memory=device.type == "cuda")
+    np.concatenate([m.squares for m in batch], out=out.numpy())
+    return out
+
+
+def transform_batch(
+    batch: Sequence[LoadedMicrograph], config: PreprocessConfig, device: torch.device
+) -> list[Transformed | MicrographError]:
+    """The transforms of micrographs sharing one :func:`batch_key`, as one pass over their
+    stacked squares (on a GPU: one set of kernels for them all). Each micrograph gets its
+    own result, or the :class:`MicrographError` that says why it has none (NaN/Inf in the
+    file, or a square without contrast); the tensors are those of one-by-one transforms.
+    """
+    if len({batch_key(m) for m in batch}) != 1:
+        raise ValueError("transform_batch: the micrographs of a batch must share square side and crop")
+    counts = [m.layout.count for m in batch]
+    offsets = np.repeat(np.array([m.offset for m in batch], dtype=np.float64), counts)
+    image, amplitude = cropped_transform(_stacked(batch, device), batch[0].layout.crop, device, offsets)
+    tensor = planes_to_tensor(image, amplitude, config)
+    finite = torch.isfinite(tensor).flatten(1).all(dim=1).cpu().numpy()
+    tensors, images, amplitudes = (x.cpu().numpy() for x in (tensor, image, amplitude))
+    results: list[Transformed | MicrographError] = []
+    start = 0
+    for loaded, count in zip(batch, counts):
+        part = slice(start, start + count)
+        start += count
+        if finite[part].all():
+            results.append(Transformed(loaded, np.ascontiguousarray(tensors[part]), images[part], amplitudes[part]))
+        elif not np.isfinite(loaded.squares).all():
+            results.append(MicrographError(loaded.path, "contains NaN or Inf values"))
+        else:
+            bad = int(np.flatnonzero(~finite[part])[0])
+            results.append(MicrographError(loaded.path, f"square {bad} has constant values (no contrast)"))
+    return results
 
 
 def preprocess_loaded(loaded: LoadedMicrograph, config: PreprocessConfig, device: torch.device) -> Preprocessed:
@@ -234,12 +294,7 @@ def preprocess_loaded(loaded: LoadedMicrograph, config: PreprocessConfig, device
     MicrographError
         When the result is not finite: NaN/Inf in the file, or a square without contrast.
     """
-    image, amplitude = cropped_transform(loaded.squares, loaded.layout.crop, device, loaded.offset)
-    tensor = planes_to_tensor(image, amplitude, config)
-    finite = torch.isfinite(tensor).flatten(1).all(dim=1)
-    if not bool(finite.all()):
-        if not np.isfinite(loaded.squares).all():
-            raise MicrographError(loaded.path, "contains NaN or Inf values")
-        bad = int((~finite).nonzero()[0, 0])
-        raise MicrographError(loaded.path, f"square {bad} has constant values (no contrast)")
-    return Preprocessed(np.ascontiguousarray(tensor.cpu().numpy()), square_metrics(image, amplitude, loaded))
+    (result,) = transform_batch([loaded], config, device)
+    if isinstance(result, MicrographError):
+        raise result
+    return result.finish()

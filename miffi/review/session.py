@@ -259,7 +259,7 @@ class ReviewSession:
     def _preprocess(self, rows: Sequence[int]) -> None:
         from miffi.preprocess.batch import preprocess_table
 
-        status = preprocess_table(self.table.iloc[list(rows)], self.cache, self.device, progress=False, readers=1)
+        status = preprocess_table(self.table.iloc[list(rows)], self.cache, self.device, progress=False)
         failed = status[status["status"] == "failed"]
         if len(failed):
             first = failed.iloc[0]

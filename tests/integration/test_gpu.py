@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from miffi.preprocess.config import PreprocessConfig
-from miffi.preprocess.recipe import load_squares, preprocess_loaded
+from miffi.preprocess.recipe import Transformed, load_squares, preprocess_loaded, transform_batch
 from tests.support.micrographs import structured_image, write_mrc
 from tests.support.spec_reference import max_difference, reference_variants
 
@@ -73,3 +73,23 @@ def test_training_runs_on_the_gpu_with_bf16(tmp_path, cuda):
     history = train(train_samples, val_samples, config, tmp_path / "run", cuda, progress=False)
     assert history["epoch"].tolist() == [1, 2] and np.isfinite(history["train_loss"]).all()
     assert (tmp_path / "run" / "best.safetensors").is_file()
+
+
+@pytest.mark.gpu
+def test_a_gpu_batch_matches_the_cpu_one_micrograph_at_a_time(tmp_path, cuda):
+    """Several K3 micrographs (different offsets) transformed at once on the GPU."""
+    config = PreprocessConfig()
+    images = [structured_image((4092, 5760), seed=20 + i) + 6800.0 * i for i in range(3)]
+    loaded = [
+        load_squares(write_mrc(tmp_path / f"m{i}.mrc", image, pixel_size=0.83), None, config)
+        for i, image in enumerate(images)
+    ]
+    batched = transform_batch(loaded, config, cuda)
+    for image, one, result in zip(images, loaded, batched):
+        assert isinstance(result, Transformed)
+        on_gpu = result.finish()
+        on_cpu = preprocess_loaded(one, config, torch.device("cpu"))
+        assert max_difference(on_gpu.tensor, reference_variants(image, 0.83)) <= 1e-3
+        assert np.abs(on_gpu.tensor[:, 0] - on_cpu.tensor[:, 0]).max() <= 1e-3
+        for ours, theirs in zip(on_gpu.square_metrics, on_cpu.square_metrics):
+            assert ours == pytest.approx(theirs, rel=1e-3, abs=1e-6, nan_ok=True)

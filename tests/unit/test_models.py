@@ -128,15 +128,33 @@ def test_a_pickle_with_code_is_not_executed(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
-def test_reading_ahead_stops_cleanly_when_the_consumer_stops(cache_with_tensors):
+def test_the_background_reader_stops_cleanly_when_the_consumer_stops(cache_with_tensors):
     import threading
 
-    from miffi.classify.inference import _read_ahead
+    from miffi.classify.inference import _in_background
+
+    def tensors(names):
+        return ((m, cache_with_tensors.load(m)) for m in names)
 
     before = threading.active_count()
-    reader = _read_ahead(cache_with_tensors, ["a", "b", "c"] * 20, depth=1)
+    reader = _in_background(tensors(["a", "b", "c"] * 20), depth=1)
     assert next(reader)[0] == "a"
     reader.close()  # the consumer gives up after one item
     assert threading.active_count() == before
     with pytest.raises(FileNotFoundError, match="no valid cache entry"):
-        list(_read_ahead(cache_with_tensors, ["a", "missing"]))
+        list(_in_background(tensors(["a", "missing"])))
+
+
+def test_batches_share_squares_across_micrographs_and_count_finished_ones():
+    from miffi.classify.inference import batches
+
+    rng = np.random.default_rng(0)
+    tensors = [(name, rng.normal(size=(k, 2, 8, 8)).astype(np.float32)) for name, k in (("a", 2), ("b", 1), ("c", 3))]
+    out = list(batches(iter(tensors), batch_size=4))
+    assert [b.count for b in out] == [4, 2]
+    assert out[0].micrographs == ["a", "a", "b", "c"] and out[0].squares == [0, 1, 0, 0]
+    assert out[1].micrographs == ["c", "c"] and out[1].squares == [1, 2]
+    assert [b.finished for b in out] == [2, 1]
+    stacked = np.concatenate([t for _, t in tensors])
+    assert np.array_equal(torch.cat([b.inputs[: b.count] for b in out]).numpy(), stacked)
+    assert not out[1].inputs[2:].any()  # the short batch's unused rows are zero

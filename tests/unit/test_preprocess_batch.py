@@ -1,0 +1,88 @@
+"""Batched transforms and the overlapped stages of preprocessing change no result.
+
+A GPU transforms several micrographs at once and the metrics and cache writes run in
+background threads; each micrograph must still get exactly what it gets on its own.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from miffi.intake import read_micrographs
+from miffi.preprocess.batch import Stages, preprocess_table
+from miffi.preprocess.cache import TensorCache
+from miffi.preprocess.config import PreprocessConfig
+from miffi.preprocess.recipe import Transformed, load_squares, preprocess_loaded, transform_batch
+from tests.support.micrographs import structured_image, write_mrc
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(tmp_path_factory):
+    """Micrographs of two sizes (one transposed), with detector-count offsets, one
+    constant, one with a NaN, one truncated file."""
+    folder = tmp_path_factory.mktemp("mixed")
+    for i, offset in enumerate((0.0, 6800.0, -350.0, 12.5)):
+        write_mrc(folder / f"wide_{i}.mrc", structured_image((900, 1400), seed=i) + offset, pixel_size=1.2)
+    write_mrc(folder / "tall.mrc", structured_image((1100, 800), seed=9), pixel_size=1.0)
+    write_mrc(folder / "flat.mrc", np.full((900, 1400), 5.0, np.float32), pixel_size=1.2)
+    nan = structured_image((900, 1400), seed=5)
+    nan[400, 700] = np.nan
+    write_mrc(folder / "nan.mrc", nan, pixel_size=1.2)
+    good = (folder / "wide_0.mrc").read_bytes()
+    (folder / "truncated.mrc").write_bytes(good[: len(good) // 2])
+    return folder
+
+
+def test_a_batch_gives_each_micrograph_its_own_tensor_metrics_and_error(mixed_folder):
+    names = ["wide_0", "wide_1", "flat", "wide_2", "nan", "wide_3"]
+    loaded = [load_squares(mixed_folder / f"{n}.mrc", None, PreprocessConfig()) for n in names]
+    batched = transform_batch(loaded, PreprocessConfig(), CPU)
+    kinds = [type(r).__name__ for r in batched]
+    assert kinds == ["Transformed", "Transformed", "MicrographError", "Transformed", "MicrographError", "Transformed"]
+    assert "constant values" in str(batched[2]) and "flat.mrc" in str(batched[2])
+    assert "NaN or Inf" in str(batched[4]) and "nan.mrc" in str(batched[4])
+    for one, result in zip(loaded, batched):
+        if isinstance(result, Transformed):
+            alone = preprocess_loaded(one, PreprocessConfig(), CPU)
+            finished = result.finish()
+            np.testing.assert_allclose(finished.tensor, alone.tensor, rtol=0, atol=1e-6)
+            for ours, theirs in zip(finished.square_metrics, alone.square_metrics):
+                assert ours == pytest.approx(theirs, rel=1e-6, abs=1e-9, nan_ok=True)
+
+
+def test_a_batch_must_share_square_size_and_crop(mixed_folder):
+    loaded = [load_squares(mixed_folder / f"{n}.mrc", None, PreprocessConfig()) for n in ("wide_0", "tall")]
+    with pytest.raises(ValueError, match="share square side and crop"):
+        transform_batch(loaded, PreprocessConfig(), CPU)
+
+
+def _entries(folder, stages, cache_dir):
+    table = read_micrographs([str(folder)])
+    status = preprocess_table(table, TensorCache(cache_dir, PreprocessConfig()), CPU, progress=False, stages=stages)
+    tensors = {m: np.load(cache_dir / f"{m}.npy") for m in status.loc[status["status"] == "computed", "micrograph"]}
+    sidecars = {m: json.loads((cache_dir / f"{m}.json").read_text()) for m in status["micrograph"]}
+    return status.drop(columns="seconds").set_index("micrograph"), tensors, sidecars
+
+
+def test_wide_overlapped_stages_give_what_one_at_a_time_gives(mixed_folder, tmp_path):
+    narrow = _entries(mixed_folder, Stages(readers=1, batch=1, finishers=1), tmp_path / "narrow")
+    wide = _entries(mixed_folder, Stages(readers=3, batch=4, finishers=3), tmp_path / "wide")
+    status = narrow[0]
+    assert (status["status"] == "computed").sum() == 5
+    assert status.loc[["flat", "nan", "truncated"], "status"].tolist() == ["failed"] * 3
+    assert status.loc["truncated", "error"]  # a reader's error is recorded like a transform's
+    columns = ["status", "error", "squares"]
+    assert wide[0][columns].equals(status[columns])
+    assert narrow[1].keys() == wide[1].keys()
+    for name, tensor in narrow[1].items():
+        np.testing.assert_allclose(wide[1][name], tensor, rtol=0, atol=1e-6)
+    for name, sidecar in narrow[2].items():
+        assert wide[2][name].get("error") == sidecar.get("error")
+        for ours, theirs in zip(wide[2][name].get("square_metrics", []), sidecar.get("square_metrics", [])):
+            assert ours == pytest.approx(theirs, rel=1e-6, abs=1e-9, nan_ok=True)
