@@ -14,3 +14,4 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 python3 -m pytest -q -p no:cacheprovider tests/integration/test_gpu.py tests/reference/test_preprocess_reference.py tests/unit/test_models.py "$@" 2>&1 | tee "$out/pytest.log"
 python3 benchmarks/preprocess_speed.py --n 24 --reference 1 2>&1 | tee "$out/preprocess_speed.log"
 python3 benchmarks/run_speed.py --n 24 2>&1 | tee "$out/run_speed.log"
+python3 benchmarks/throughput.py --n 48 --device cuda 2>&1 | tee "$out/throughput.log"
