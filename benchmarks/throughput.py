@@ -114,7 +114,7 @@ def preprocessing_stages(paths: list[Path], cache: TensorCache, device: torch.de
         transforms = time.perf_counter()
         result = transformed.finish()
         metrics = time.perf_counter()
-        cache.store(path.stem, path, None, result.tensor, loaded.layout, result.square_metrics)
+        cache.store(path.stem, path, None, result.tensor, transformed.layout, result.square_metrics)
         write = time.perf_counter()
         for name, seconds in zip(totals, (read - start, transforms - read, metrics - transforms, write - metrics)):
             totals[name] += seconds / len(paths)

@@ -59,15 +59,23 @@ class Stages:
     batch: int
     finishers: int
 
+    def __post_init__(self) -> None:
+        if min(self.readers, self.batch, self.finishers) < 1:
+            raise ValueError(f"every stage needs a width of at least 1: {self}")
+
     @classmethod
     def for_device(cls, device: torch.device, cores: int | None = None) -> Stages:
         """The CPU's FFTs already use every core, so one micrograph at a time there, its
-        metrics beside the next one's transforms; a GPU transforms eight at once and needs
-        the cores for reading and metrics."""
+        metrics (one core each, about half the transforms' time on two cores) beside the
+        next ones' transforms; a GPU transforms eight at once and needs the cores for
+        reading and metrics (at most eight threads each: every micrograph waiting for its
+        metrics holds its planes, ~60 MB for a K3 one)."""
         cores = cores or available_cores()
         if device.type == "cpu":
-            return cls(readers=max(1, min(4, cores // 4)), batch=1, finishers=1)
-        return cls(readers=max(2, min(8, cores // 2)), batch=8, finishers=max(2, cores // 2))
+            side = max(1, min(4, cores // 4))
+            return cls(readers=side, batch=1, finishers=side)
+        side = max(2, min(8, cores // 2))
+        return cls(readers=side, batch=8, finishers=side)
 
 
 @dataclass(frozen=True)
@@ -77,18 +85,24 @@ class _Item:
     pixel_size: float | None
 
 
+def _read(item: _Item, config: PreprocessConfig) -> tuple[LoadedMicrograph, float]:
+    """The micrograph's squares, and the seconds reading them took."""
+    started = time.perf_counter()
+    return load_squares(item.path, item.pixel_size, config), time.perf_counter() - started
+
+
 def _transform(
     members: list[LoadedMicrograph], config: PreprocessConfig, device: torch.device
-) -> list[Transformed | Exception]:
+) -> tuple[list[Transformed | Exception], Exception | None]:
     """:func:`transform_batch`, never raising: where a batch fails as a whole (out of
     device memory, say), each of its micrographs is tried on its own, so one bad
-    micrograph never fails the others."""
+    micrograph never fails the others. Also returns the whole batch's error, if any."""
     try:
-        return list(transform_batch(members, config, device))
+        return list(transform_batch(members, config, device)), None
     except Exception as exc:
         if len(members) == 1:
-            return [exc]
-    return [outcome for loaded in members for outcome in _transform([loaded], config, device)]
+            return [exc], None
+        return [_transform([loaded], config, device)[0][0] for loaded in members], exc
 
 
 def preprocess_table(
@@ -103,7 +117,10 @@ def preprocess_table(
 
     ``stages`` sets the width of each stage (default: :meth:`Stages.for_device`). Returns
     one row per micrograph: ``status`` is ``cached`` (reused), ``computed`` or ``failed``
-    (with ``error``); failures are also recorded in the cache.
+    (with ``error``); failures are also recorded in the cache. ``seconds`` is the time
+    spent on the micrograph (its read, its share of its batch's transforms, its metrics
+    and cache write), not the wall time from its read to its write, since the stages of
+    different micrographs overlap.
     """
     stages = stages or Stages.for_device(device)
     atomic.ensure_folder(cache.directory)
@@ -126,12 +143,12 @@ def preprocess_table(
         cache.store_failure(item.micrograph, item.path, item.pixel_size, error)
         rows[item.micrograph] = {"status": "failed", "error": error, "seconds": seconds}
 
-    def finish(item: _Item, transformed: Transformed, seconds: float) -> None:
+    def finish(item: _Item, transformed: Transformed, seconds: float) -> None:  # (in a finisher thread)
         started = time.perf_counter()
         result = transformed.finish()
-        layout = transformed.loaded.layout
+        layout = transformed.layout
         cache.store(item.micrograph, item.path, item.pixel_size, result.tensor, layout, result.square_metrics)
-        rows[item.micrograph] = {
+        rows[item.micrograph] = {  # (one key per micrograph: threads never share one)
             "status": "computed",
             "squares": layout.count,
             "pixel_size": layout.pixel_size,
@@ -146,12 +163,13 @@ def preprocess_table(
     ):
         bar.update(len(rows))
         queue: Iterator[_Item] = iter(todo)
-        reading: deque[tuple[_Item, Future[LoadedMicrograph]]] = deque()
+        reading: deque[tuple[_Item, Future[tuple[LoadedMicrograph, float]]]] = deque()
         finishing: deque[tuple[_Item, Future[None], float]] = deque()
+        batch = stages.batch
 
         def read_ahead() -> None:
-            for item in itertools.islice(queue, stages.readers + stages.batch - len(reading)):
-                reading.append((item, reader.submit(load_squares, item.path, item.pixel_size, cache.config)))
+            for item in itertools.islice(queue, stages.readers + batch - len(reading)):
+                reading.append((item, reader.submit(_read, item, cache.config)))
 
         def collect(item: _Item, future: Future[None], seconds: float) -> None:
             try:
@@ -160,32 +178,44 @@ def preprocess_table(
                 fail(item, exc, seconds)
             bar.update(1)
 
-        read_ahead()
-        while reading:
-            loaded: dict[tuple[int, int], list[tuple[_Item, LoadedMicrograph]]] = {}
-            started = time.perf_counter()
-            for item, future in [reading.popleft() for _ in range(min(stages.batch, len(reading)))]:
-                try:
-                    micrograph = future.result()
-                    loaded.setdefault(batch_key(micrograph), []).append((item, micrograph))
-                except Exception as exc:
-                    fail(item, exc, time.perf_counter() - started)
-                    bar.update(1)
+        try:
             read_ahead()
-            for members in loaded.values():
-                started = time.perf_counter()
-                outcomes = _transform([m for _, m in members], cache.config, device)
-                share = (time.perf_counter() - started) / len(members)
-                for (item, _), outcome in zip(members, outcomes):
-                    if isinstance(outcome, Transformed):
-                        finishing.append((item, finisher.submit(finish, item, outcome, share), share))
-                    else:
-                        fail(item, outcome, share)
+            while reading:
+                loaded: dict[tuple[int, int], list[tuple[_Item, LoadedMicrograph, float]]] = {}
+                for item, future in [reading.popleft() for _ in range(min(batch, len(reading)))]:
+                    try:
+                        micrograph, seconds = future.result()
+                        loaded.setdefault(batch_key(micrograph), []).append((item, micrograph, seconds))
+                    except Exception as exc:
+                        fail(item, exc, 0.0)
                         bar.update(1)
-            while len(finishing) > 2 * stages.finishers:
+                read_ahead()
+                for members in loaded.values():
+                    started = time.perf_counter()
+                    outcomes, whole = _transform([m for _, m, _ in members], cache.config, device)
+                    share = (time.perf_counter() - started) / len(members)
+                    if whole is not None and batch > 1:
+                        log.warning(
+                            "a batch of %d micrographs failed (%s): one at a time from here on",
+                            len(members),
+                            _describe(whole),
+                        )
+                        batch = 1
+                    for (item, _, seconds), outcome in zip(members, outcomes):
+                        spent = seconds + share
+                        if isinstance(outcome, Transformed):
+                            finishing.append((item, finisher.submit(finish, item, outcome, spent), spent))
+                        else:
+                            fail(item, outcome, spent)
+                            bar.update(1)
+                while len(finishing) > 2 * stages.finishers:
+                    collect(*finishing.popleft())
+            while finishing:
                 collect(*finishing.popleft())
-        while finishing:
-            collect(*finishing.popleft())
+        except BaseException:  # (a full disk, Ctrl-C): stop without the queued work
+            reader.shutdown(cancel_futures=True)
+            finisher.shutdown(cancel_futures=True)
+            raise
 
     return status_frame([{"micrograph": m, "path": p, **rows[m]} for m, p in zip(table["micrograph"], table["path"])])
 

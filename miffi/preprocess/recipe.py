@@ -217,9 +217,11 @@ class Preprocessed:
 @dataclass(frozen=True)
 class Transformed:
     """One micrograph after the transforms, before its metrics: the cached array and the
-    cropped planes the metrics are computed from, all in host memory."""
+    cropped planes the metrics are computed from, in host memory of its own (not the
+    micrograph's squares, nor its batch's arrays: many of these wait for the metrics)."""
 
-    loaded: LoadedMicrograph
+    layout: SquareLayout
+    offset: float
     tensor: np.ndarray  # [squares, channels, size, size] float32
     image: np.ndarray  # [squares, D, D]: irfft2 of the offset-free crop
     amplitude: np.ndarray  # [squares, D, D/2+1]: |Fc|
@@ -227,12 +229,12 @@ class Transformed:
     def finish(self) -> Preprocessed:
         """The metrics of each square (:mod:`miffi.preprocess.metrics`): CPU work, which a
         pipeline runs beside the transforms of the next micrographs."""
-        layout = self.loaded.layout
+        layout = self.layout
         scale = (layout.crop / layout.side) ** 2  # back to input intensity units per pixel
         metrics = [
             {
                 **spectral_metrics(self.amplitude[i], layout.output_pixel_size),
-                **realspace_metrics(self.image[i], layout.output_pixel_size, scale, self.loaded.offset),
+                **realspace_metrics(self.image[i], layout.output_pixel_size, scale, self.offset),
             }
             for i in range(layout.count)
         ]
@@ -271,13 +273,15 @@ def transform_batch(
     tensor = planes_to_tensor(image, amplitude, config)
     finite = torch.isfinite(tensor).flatten(1).all(dim=1).cpu().numpy()
     tensors, images, amplitudes = (x.cpu().numpy() for x in (tensor, image, amplitude))
+    own = np.array if len(batch) > 1 else np.asarray  # (a copy, so the batch's arrays can go)
     results: list[Transformed | MicrographError] = []
     start = 0
     for loaded, count in zip(batch, counts):
         part = slice(start, start + count)
         start += count
         if finite[part].all():
-            results.append(Transformed(loaded, np.ascontiguousarray(tensors[part]), images[part], amplitudes[part]))
+            arrays = (own(x[part]) for x in (tensors, images, amplitudes))
+            results.append(Transformed(loaded.layout, loaded.offset, *arrays))
         elif not np.isfinite(loaded.squares).all():
             results.append(MicrographError(loaded.path, "contains NaN or Inf values"))
         else:

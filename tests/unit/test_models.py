@@ -158,3 +158,5 @@ def test_batches_share_squares_across_micrographs_and_count_finished_ones():
     stacked = np.concatenate([t for _, t in tensors])
     assert np.array_equal(torch.cat([b.inputs[: b.count] for b in out]).numpy(), stacked)
     assert not out[1].inputs[2:].any()  # the short batch's unused rows are zero
+    exact = list(batches(iter([("a", tensors[0][1]), ("b", tensors[0][1])]), batch_size=2))
+    assert [(b.micrographs, b.finished) for b in exact] == [(["a", "a"], 1), (["b", "b"], 1)]

@@ -86,3 +86,51 @@ def test_wide_overlapped_stages_give_what_one_at_a_time_gives(mixed_folder, tmp_
         assert wide[2][name].get("error") == sidecar.get("error")
         for ours, theirs in zip(wide[2][name].get("square_metrics", []), sidecar.get("square_metrics", [])):
             assert ours == pytest.approx(theirs, rel=1e-6, abs=1e-9, nan_ok=True)
+
+
+def test_errors_in_the_background_stages(mixed_folder, tmp_path, monkeypatch, caplog):
+    """A failed cache write of one micrograph fails it alone, unless the cache's folder is
+    the problem (then the run stops); a batch that fails as a whole (a GPU out of memory)
+    is done one micrograph at a time, with a warning."""
+    import miffi.preprocess.batch as batch_module
+    from miffi.errors import OutputError
+
+    table = read_micrographs([str(mixed_folder)])
+    wide = Stages(readers=2, batch=4, finishers=2)
+    store = TensorCache.store
+
+    def broken_store(self, micrograph, *args, **kwargs):
+        if micrograph == "wide_2":
+            raise RuntimeError("write failed")
+        return store(self, micrograph, *args, **kwargs)
+
+    monkeypatch.setattr(TensorCache, "store", broken_store)
+    status = preprocess_table(table, TensorCache(tmp_path / "a", PreprocessConfig()), CPU, progress=False, stages=wide)
+    status = status.set_index("micrograph")
+    assert status.loc["wide_2", "error"] == "RuntimeError: write failed"
+    assert (status["status"] == "computed").sum() == 4
+
+    def full_disk(self, micrograph, *args, **kwargs):
+        raise OutputError(tmp_path / "b", "no space left on device")
+
+    monkeypatch.setattr(TensorCache, "store", full_disk)
+    with pytest.raises(OutputError, match="no space left"):
+        preprocess_table(table, TensorCache(tmp_path / "b", PreprocessConfig()), CPU, progress=False, stages=wide)
+
+    monkeypatch.setattr(TensorCache, "store", store)
+    transform = batch_module.transform_batch
+
+    def no_batches(members, *args):
+        if len(members) > 1:
+            raise RuntimeError("CUDA out of memory")
+        return transform(members, *args)
+
+    monkeypatch.setattr(batch_module, "transform_batch", no_batches)
+    status = preprocess_table(table, TensorCache(tmp_path / "c", PreprocessConfig()), CPU, progress=False, stages=wide)
+    assert (status["status"] == "computed").sum() == 5
+    assert "one at a time from here on" in caplog.text and "CUDA out of memory" in caplog.text
+
+
+def test_a_stage_of_width_zero_is_refused():
+    with pytest.raises(ValueError, match="at least 1"):
+        Stages(readers=1, batch=0, finishers=1)

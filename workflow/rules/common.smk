@@ -284,6 +284,13 @@ def dataset_device(wildcards):
     return setting(wildcards, "device")
 
 
+def infer_threads(wildcards):
+    """Scheduler threads of an inference job: two for a model (its batches use them); one
+    for the weight-free classifier, which reads the chunk's metrics and runs no model, so
+    that the jobs of several chunks run side by side."""
+    return 2 if model_path(wildcards) else 1
+
+
 def dataset_gpus(wildcards):
     """GPUs an inference job asks for: none when the dataset's device is cpu."""
     return 0 if dataset_device(wildcards) == "cpu" else 1

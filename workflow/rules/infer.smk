@@ -15,7 +15,7 @@ rule infer:
         f"{OUT}/{{dataset}}/benchmarks/infer_{{chunk}}.tsv"
     conda:
         "../../envs/miffi.yaml"
-    threads: 2
+    threads: infer_threads
     resources:
         gpu=dataset_gpus,
         mem_mb=8000,
