@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from pathlib import Path
 
 from miffi.cli import options
@@ -46,10 +47,12 @@ def main(args: argparse.Namespace) -> int:
     config = PreprocessConfig(power_spectrum=args.channels == 2, max_squares=args.max_squares)
     table = select_chunk(options.read_inputs(args), args.chunk)
     cache = TensorCache(args.out, config, full_hash=args.full_hash)
+    started = time.perf_counter()
     status = preprocess_table(table, cache, device, force=args.force, progress=not args.no_progress)
+    wall = time.perf_counter() - started
     status_file = args.status or Path(args.out) / "preprocess.tsv"
     atomic.write_text(status_file, status.to_csv(sep="\t", index=False))
     for row in status[status["status"] == "failed"].itertuples():
         log.warning("failed: %s: %s", row.path, row.error)
-    log.info("%s; status in %s", summarise(status), status_file)
+    log.info("%s; status in %s", summarise(status, wall), status_file)
     return 1 if (status["status"] == "failed").all() else 0
