@@ -124,12 +124,10 @@ def batches(tensors: Iterable[tuple[str, np.ndarray]], batch_size: int, pin: boo
             batch.inputs[batch.count] = torch.from_numpy(plane)
             batch.micrographs.append(micrograph)
             batch.squares.append(square)
+            batch.finished += square == len(tensor) - 1
             if batch.count == batch_size:
-                batch.finished += square == len(tensor) - 1
                 yield batch
                 batch = None
-        if batch is not None:
-            batch.finished += 1
     if batch is not None:
         batch.inputs[batch.count :] = 0  # (a GPU runs the whole buffer)
         yield batch
@@ -177,7 +175,8 @@ def predict(
         the model's outputs are not finite (named with the micrographs concerned).
     """
     check_compatible(classifier, cache)
-    tensors = ((m, cache.load(m, sources[i] if sources is not None else None)) for i, m in enumerate(micrographs))
+    files = sources if sources is not None else [None] * len(micrographs)
+    tensors = ((m, cache.load(m, source)) for m, source in zip(micrographs, files))
     names: list[str] = []
     squares: list[int] = []
     outputs: list[torch.Tensor] = []
