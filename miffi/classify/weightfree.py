@@ -19,9 +19,9 @@ classifier says it does not know (low confidence) instead of calling at 0.99.
 - contamination: major when dark objects cover more than a fraction of the area;
 - crystallinity: lattice spots on the ice-spacing rings against their surroundings, or
   sharp radial peaks there (minor / major by the peaks' strength);
-- film: a support-film edge crossing the view, whose darker side is small (minor) or
+- film: a support-film edge crossing the view, whose film side is small (minor) or
   large (major); film everywhere when the low-resolution spectrum is strong (carbon) without
-  contamination to explain it.
+  contamination to explain it, and no edge (a hole on one side).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from miffi.preprocess.config import reject_unknown_fields
 from miffi.preprocess.metric_names import CTF_METRICS, SPECTRAL_METRICS
 
 #: Bump when the classifier's rules change: stored predictions of another version are remade.
-VERSION = 3
+VERSION = 4
 #: What a decision is worth when its metric is unknown (NaN: beyond the micrograph's
 #: Nyquist frequency, or a pixel size that is a header's default): no evidence either way,
 #: leaning to no defect (most micrographs of a session have none) but never confidently.
@@ -81,7 +81,7 @@ FITTED_RANGE: dict[str, tuple[float, float]] = {
     "dark_fraction": (0.0, 0.433),
     "bright_fraction": (0.0, 0.2188),
     "film_edge": (0.0, 1.4097),
-    "film_side_fraction": (0.0365, 0.8363),
+    "film_side_fraction": (0.0368, 0.8361),
 }
 
 
@@ -200,14 +200,17 @@ def square_probabilities(
     spots = _decide(m, "ice_lattice", t.crystal_lattice, 0.05) if math.isfinite(lattice) else UNKNOWN
     minor = _decide(m, "ice_peak", t.crystal_minor_peak, 0.04, reference=shifted.get("crystal_minor_peak"))
     crystalline = max(spots, minor, major)
-    full_film = _decide(m, "flatness", t.film_flatness, 0.4, reference=shifted.get("film_flatness")) * (
-        1 - contaminated
-    )
     # the gap of a crack, or a large contaminant, also draws an edge across the view: one
     # that is called (more likely than not) makes an edge found no evidence either way
     explained = max(0.0, 2 * max(cracked, contaminated) - 1)
     edge = _decide(m, "film_edge", t.film_edge_length, 0.05)
     edge = (1 - explained) * edge + explained * min(edge, UNKNOWN)
+    # an edge across the view has a hole on one side: the view is not all film
+    full_film = (
+        _decide(m, "flatness", t.film_flatness, 0.4, reference=shifted.get("film_flatness"))
+        * (1 - contaminated)
+        * (1 - edge)
+    )
     small = min(SIDE_SUREST, max(1 - SIDE_SUREST, _decide(m, "film_side_fraction", t.film_minor_coverage, 0.05, False)))
     rest = 1 - full_film
     film = [rest * (1 - edge), rest * edge * small, rest * edge * (1 - small), full_film]

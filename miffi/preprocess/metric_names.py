@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 #: Bump when a metric's definition changes: cached metrics of another version are recomputed.
-VERSION = 4
+VERSION = 5
 
 SPECTRAL_METRICS = ("water_ring", "ice_peak", "ice_spots", "ice_lattice", "anisotropy", "anisotropy_angle", "flatness")
 #: The CTF fit's (:mod:`miffi.preprocess.ctf`).

@@ -36,13 +36,18 @@ Nyquist frequency is NaN (e.g. the ice metrics above 2.8 Å per pixel).
 ``bright_fraction``
     the same for brighter areas: the empty gap of a crack, a patch without ice.
 ``film_edge``, ``film_side_fraction``
-    a support-film (hole) edge: a long, thin, continuous line of strong intensity
-    gradient (at 60 Å, more than 6 robust standard deviations above the image's median
-    gradient, grown down to 3) that cuts the view into two sides. ``film_edge`` is its
-    length over the longer side of the view (0 without such a line: particles and
-    contaminants give short or round gradient blobs, and a line that does not cross
-    the view is no hole edge); ``film_side_fraction`` is the area of the darker side
-    (carbon and the ice on it scatter more), the film's coverage; NaN without an edge.
+    a support-film (hole) edge (:mod:`miffi.preprocess.film_edges`): a long, thin,
+    continuous line of strong intensity gradient (at 60 Å, more than 6 robust standard
+    deviations above the image's median gradient, grown down to 3) that cuts the view
+    into two sides, or, where there is none, a straight line across which the texture at
+    24–72 Å steps by more than 8 robust standard deviations of all lines' steps (a faint
+    edge: carbon is more finely textured than ice). ``film_edge`` is the line's length
+    over the longer side of the view (0 without an edge: particles and contaminants give
+    short or round gradient blobs and average out along a line, and a line that does not
+    cross the view is no hole edge); ``film_side_fraction`` is the area of the film's
+    side, the darker one of a gradient line (carbon and the ice on it scatter more) or
+    the more finely textured one of a texture step: the film's coverage; NaN without an
+    edge.
 ``mean_intensity``
     mean value per input pixel (empty holes are brighter than the dataset's median).
 
@@ -61,6 +66,7 @@ import numpy as np
 import scipy.ndimage as ndi
 
 from miffi.preprocess.ctf import ctf_metrics
+from miffi.preprocess.film_edges import film_edge
 
 WATER_RING_BAND = (3.5, 3.9)
 WATER_RING_REFERENCE = (4.5, 6.0)
@@ -178,72 +184,6 @@ def spectral_metrics(amplitude: np.ndarray, pixel_size: float) -> dict[str, floa
         "flatness": mean(bands.flat_low) / mean(bands.flat_high),
         **ctf_metrics(amplitude, pixel_size),
     }
-
-
-#: Film edges: the gradient scale (Å), the hysteresis levels (robust standard deviations
-#: above the median gradient) and the least elongation (length over width) of a line.
-EDGE_SCALE, EDGE_SEEDS, EDGE_GROWTH, EDGE_ELONGATION = 60.0, 6.0, 3.0, 2.5
-#: The smaller side of a film edge covers at least this fraction of the view; gaps of up
-#: to ``EDGE_GAP`` pixels in the line, or between its end and the border, are closed.
-EDGE_LEAST_SIDE, EDGE_GAP = 0.03, 3
-
-
-def _ridge(magnitude: np.ndarray, gy: np.ndarray, gx: np.ndarray) -> np.ndarray:
-    """Where the gradient ``magnitude`` is a maximum along its own direction (Canny's
-    thinning): an edge becomes a one-pixel line, however wide the ramp beside it."""
-    octant = np.round(np.arctan2(gy, gx) / (np.pi / 4)).astype(int) % 4
-    padded = np.pad(magnitude, 1, mode="edge")
-    rows, cols = magnitude.shape
-    ridge = np.zeros(magnitude.shape, dtype=bool)
-    for direction, (dy, dx) in enumerate(((0, 1), (1, 1), (1, 0), (1, -1))):
-        ahead = padded[1 + dy : 1 + dy + rows, 1 + dx : 1 + dx + cols]
-        behind = padded[1 - dy : 1 - dy + rows, 1 - dx : 1 - dx + cols]
-        ridge |= (octant == direction) & (magnitude >= ahead) & (magnitude >= behind)
-    return ridge
-
-
-def film_edge(image: np.ndarray, pixel_size: float) -> tuple[float, float]:
-    """``(film_edge, film_side_fraction)`` of an image at ``pixel_size`` Å (see the module
-    docstring): the longest elongated line of strong gradient that splits the view."""
-    sigma = EDGE_SCALE / pixel_size
-    margin = int(round(3 * sigma))  # the filter's border response is no edge
-    inner = image[margin:-margin, margin:-margin] if margin else image
-    if min(inner.shape) < 8:
-        return math.nan, math.nan
-    window = (slice(margin, margin + inner.shape[0]), slice(margin, margin + inner.shape[1]))
-    gy = ndi.gaussian_filter(image, sigma, order=(1, 0))[window]
-    gx = ndi.gaussian_filter(image, sigma, order=(0, 1))[window]
-    gradient = np.hypot(gy, gx)
-    median = float(np.median(gradient))
-    spread = 1.4826 * float(np.median(np.abs(gradient - median))) or 1.0
-    z = np.where(_ridge(gradient, gy, gx), (gradient - median) / spread, 0.0)
-    grown, count = ndi.label(ndi.binary_dilation(z > EDGE_GROWTH), np.ones((3, 3)))  # bridges 1-pixel breaks
-    seeded = np.zeros(count + 1, dtype=bool)
-    seeded[np.unique(grown[z > EDGE_SEEDS])] = True
-    frame = np.ones(inner.shape, dtype=bool)  # a line that ends this close to the border reaches it
-    frame[EDGE_GAP:-EDGE_GAP, EDGE_GAP:-EDGE_GAP] = False
-    best, coverage = 0.0, math.nan
-    for label, box in enumerate(ndi.find_objects(grown), start=1):
-        if not seeded[label] or box is None:
-            continue
-        ys, xs = np.nonzero(grown[box] == label)
-        if ys.size < 10:
-            continue
-        across, along = np.linalg.eigvalsh(np.cov(np.vstack([ys, xs])))
-        length, width = 4 * math.sqrt(along), 4 * math.sqrt(max(across, 0.0))
-        if length <= best or length < EDGE_ELONGATION * max(width, 1.0):
-            continue  # shorter than the best so far, or a blob
-        barrier = ndi.binary_dilation(grown == label, iterations=EDGE_GAP) | frame
-        sides, n_sides = ndi.label(~barrier)
-        if n_sides < 2:
-            continue
-        areas = np.bincount(sides.ravel())[1:]
-        first, second = np.argsort(areas)[::-1][:2] + 1
-        if areas[second - 1] < EDGE_LEAST_SIDE * inner.size:
-            continue
-        darker = first if inner[sides == first].mean() < inner[sides == second].mean() else second
-        best, coverage = length, float(areas[darker - 1] / (areas[first - 1] + areas[second - 1]))
-    return best / max(inner.shape), coverage
 
 
 def _block_mean(image: np.ndarray, step: int) -> np.ndarray:

@@ -78,21 +78,25 @@ def test_good_cryoppp_micrographs_are_good_with_their_thon_rings(run):
 
 CONTAMINATION = "2Contamination_Aggregate_Crack_Breaking_Drifting/"
 #: The real images found to have a support-film (hole) edge across the view, each one by
-#: eye too, and the film label expected (None: film, or no film without confidence). The
-#: first is an EPU thumbnail, the others MicAssess examples of their classes.
-FILM_EDGES: dict[str, str | None] = {
-    "FoilHole_9015883_Data_9017354_6_20250108_154918.jpg": "minor_film",  # carbon in a corner
-    "1Decent/18apr26h_grid4e_00123gr_00009sq_00022hl_00010en-a.png": "major_film",  # two fifths
+#: eye too, and the film labels expected (None: film, or no film without confidence). The
+#: first two are the EPU thumbnails, the others MicAssess examples of their classes.
+FILM_EDGES: dict[str, tuple[str, ...] | None] = {
+    "FoilHole_9015883_Data_9017354_6_20250108_154918.jpg": ("minor_film",),  # carbon in a corner
+    # a faint edge, its intensity step no stronger than the particles' gradients: found by
+    # the finer texture of the carbon in the top-left corner
+    "FoilHole_9015883_Data_9017347_6_20250108_154915.jpg": ("minor_film",),
+    "1Decent/18apr26h_grid4e_00123gr_00009sq_00022hl_00010en-a.png": ("major_film",),  # two fifths
     # a strip of carbon that is lighter than the hole's ice: the darker-side rule reads it
     # the wrong way round (hence weightfree.SIDE_SUREST)
     CONTAMINATION + "20feb12b_hexFK__00028gr_00028sq_v01_00002hl_v01_00004en-a.png": None,
     # thick film that reads as dark contamination, which explains the edge away
     "3Empty_no_ice/19apr30a_grid1_00056gr_00011sq_00003hl_00003en-a.png": None,
-    "4Crystalline_ice/19aug14a_grid5_00086gr_00036sq_00005hl_00002en-a.png": "minor_film",
+    # an empty hole with carbon in its top-left corner (found by its texture): minor film,
+    # a good film label; the bright fringe along the edge, read as a crack, explains the
+    # edge away, so it may read no film, the other good one
+    "3Empty_no_ice/19aug17a_grid5_00090gr_00048sq_00002hl_00012en-a.png": ("minor_film", "no_film"),
+    "4Crystalline_ice/19aug14a_grid5_00086gr_00036sq_00005hl_00002en-a.png": ("minor_film",),
 }
-#: The other EPU thumbnail's hole edge is faint: its gradient is no stronger than the
-#: particles' (the detector misses it), so its film call must not be confident.
-FAINT_EDGE = "FoilHole_9015883_Data_9017347_6_20250108_154915.jpg"
 
 
 def real_images(realdata) -> dict[str, tuple[object, float | None]]:
@@ -117,19 +121,17 @@ def test_every_coarse_real_image_is_called(coarse):
 
 
 def test_support_film_edges_are_found_where_the_real_images_show_them(coarse):
-    """The film-edge line is found on the real images listed (each a hole edge by eye) and
-    on no other, and it splits the view into film and hole: minor film where carbon covers
-    a corner."""
+    """A film edge (a line of strong gradient, or a straight step in texture) is found on
+    the real images listed (each a hole edge by eye) and on no other, and it splits the
+    view into film and hole: minor film where carbon covers a corner."""
     found = set(coarse.index[coarse["film_edge"] > 0.3])
     assert found == set(FILM_EDGES), found
     for name, expected in FILM_EDGES.items():
         row = coarse.loc[name]
         if expected:
-            assert row["film"] == expected, (name, row["film"], row["film_side_fraction"])
+            assert row["film"] in expected, (name, row["film"], row["film_side_fraction"])
         else:  # film, or not known
             assert row["film"] != "no_film" or row["film_confidence"] < 0.7, (name, row["film_confidence"])
-    faint = coarse.loc[FAINT_EDGE]
-    assert faint["film"] != "no_film" or faint["film_confidence"] < 0.9
 
 
 def test_no_real_good_micrograph_is_called_bad_with_confidence(coarse, run):
@@ -141,7 +143,7 @@ def test_no_real_good_micrograph_is_called_bad_with_confidence(coarse, run):
     assert len(calls) == 12
     confident_bad = calls[(calls["category"] != "good") & (calls["confidence"] >= 0.9)]
     assert confident_bad.empty, confident_bad[["category", "confidence"]]
-    film_views = [name for name in calls.index if FILM_EDGES.get(name) == "major_film"]
+    film_views = [name for name in calls.index if FILM_EDGES.get(name) == ("major_film",)]
     assert len(film_views) == 1 and calls.loc[film_views[0], "category"] == "bad_film"
     assert (calls.drop(index=film_views)["category"] == "good").all(), calls["category"]
 

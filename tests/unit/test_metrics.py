@@ -121,11 +121,11 @@ def test_weight_free_accuracy_on_simulated_data(tmp_path):
         float((good == truth).mean()),
         float(truth.value_counts(normalize=True).iloc[0]),
     )
-    # measured on this set: film 0.65 (majority 0.425), drift 0.95 (0.75), crystallinity 0.85 (0.60),
+    # measured on this set: film 0.70 (majority 0.425), drift 0.95 (0.75), crystallinity 0.85 (0.60),
     # contamination 0.875 (0.75), good vs bad 0.95 (0.90)
     # every group beats answering its majority class (a threshold below that could not fail)
     assert all(accuracy[g] > majority[g] for g in [*GROUPS, "good"]), (accuracy, majority)
-    assert accuracy["film"] >= 0.55 and accuracy["drift"] >= 0.85 and accuracy["contamination"] >= 0.78
+    assert accuracy["film"] >= 0.65 and accuracy["drift"] >= 0.85 and accuracy["contamination"] >= 0.78
     assert accuracy["crystallinity"] >= majority["crystallinity"] + 0.2 and accuracy["good"] >= 0.9
 
 
