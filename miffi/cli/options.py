@@ -165,7 +165,8 @@ def add_table_options(parser: argparse.ArgumentParser) -> None:
 
 def chunk_table(args: argparse.Namespace) -> pd.DataFrame:
     """The rows of ``--chunk`` (all without it) of the table given by :func:`add_table_options`."""
-    from miffi.intake import read_micrographs, select_chunk
+    from miffi.intake import read_micrographs
+    from miffi.intake.chunks import select_chunk
 
     return select_chunk(read_micrographs([args.table]), args.chunk)
 

@@ -38,7 +38,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from miffi import atomic
     from miffi.device import resolve_device
-    from miffi.intake import select_chunk
+    from miffi.intake.chunks import select_chunk
     from miffi.preprocess.batch import preprocess_table, summarise
     from miffi.preprocess.cache import TensorCache
     from miffi.preprocess.config import PreprocessConfig

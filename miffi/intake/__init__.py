@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import zlib
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -266,11 +265,6 @@ def check_pixel_sizes(table: pd.DataFrame) -> None:
         )
 
 
-def chunk_of(micrograph: str, chunks: int) -> int:
-    """A stable chunk number for a micrograph id (adding micrographs never moves others)."""
-    return zlib.crc32(micrograph.encode("utf-8")) % chunks
-
-
 def write_table(table: pd.DataFrame, path: str | Path) -> None:
     """Save a micrograph table as TSV; :func:`read_micrographs` reads it back as it is."""
     from miffi import atomic
@@ -282,36 +276,6 @@ def check_table_name(path: str | Path) -> None:
     """A micrograph table of ours is named ``NAME.micrographs.tsv`` (so inputs can tell it apart)."""
     if not str(path).endswith(TABLE_SUFFIX):
         raise MiffiError(f"{path}: the table's name must end with {TABLE_SUFFIX}")
-
-
-def assign_chunks(table: pd.DataFrame, chunks: int) -> pd.DataFrame:
-    """``table`` with a ``chunk`` column (second) of stable chunks by micrograph id
-    (:func:`chunk_of`); a table of ours that had one is re-chunked."""
-    table = table.drop(columns="chunk", errors="ignore")
-    table.insert(1, "chunk", [chunk_of(m, chunks) for m in table["micrograph"]])
-    return table
-
-
-def write_chunks(table: pd.DataFrame, chunks: int, folder: str | Path) -> None:
-    """Write each chunk's rows of ``table`` to ``folder/chunk_N.micrographs.tsv``, rewriting
-    only the files whose content changes (unchanged chunks keep their mtime, so the
-    workflow's later stages of those chunks do not run again)."""
-    from miffi import atomic
-
-    for chunk in range(chunks):
-        path = Path(folder) / f"chunk_{chunk}{TABLE_SUFFIX}"
-        text = table[table["chunk"] == chunk].to_csv(sep="\t", index=False)
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            atomic.write_text(path, text)
-
-
-def select_chunk(table: pd.DataFrame, chunk: int | None) -> pd.DataFrame:
-    """The rows of one chunk of a table written by ``miffi intake --chunks N`` (None: all rows)."""
-    if chunk is None:
-        return table
-    if "chunk" not in table:
-        raise MiffiError("--chunk needs a micrograph table written by miffi intake --chunks N")
-    return table[table["chunk"] == chunk].reset_index(drop=True)
 
 
 #: Columns of a micrograph table that are names, never numbers or missing values.

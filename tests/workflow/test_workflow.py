@@ -13,7 +13,6 @@ import yaml
 from cryosparc.dataset import Dataset
 
 from miffi.device import native_bf16
-from miffi.intake import chunk_of
 from miffi.simulate.config import parse_detector
 from miffi.simulate.dataset import simulate_dataset
 from tests.support.models import tiny_model
@@ -98,13 +97,18 @@ def test_workflow_runs_and_reruns_only_what_changed(tmp_path, micrographs):
 
     assert "Nothing to be done" in snakemake(tmp_path)
 
-    # new micrographs: only their chunks are preprocessed and classified, and only they are evaluated
+    # new micrographs: they fill one chunk (the smallest), which alone is preprocessed and
+    # classified again, and only they are evaluated
+    chunks = tmp_path / "out" / "ds" / "chunks"
+    sizes = {c: len(pd.read_csv(chunks / f"chunk_{c}.micrographs.tsv", sep="\t")) for c in range(3)}
+    assert sum(sizes.values()) == 6
     before = max(p.stat().st_mtime for p in (tmp_path / "out" / "ds" / "logs").iterdir())
     (tmp_path / "mics.txt").write_text("".join(f"{p}\n" for p in micrographs))
     log = snakemake(tmp_path)
-    touched = {chunk_of(p.stem, 3) for p in new}
     ran = jobs(log)
-    assert ran.get("preprocess", 0) == ran.get("infer", 0) == len(touched)
+    assert ran.get("preprocess", 0) == ran.get("infer", 0) == 1
+    smallest = pd.read_csv(chunks / f"chunk_{min(sizes, key=sizes.get)}.micrographs.tsv", sep="\t")
+    assert {p.stem for p in new} <= set(smallest["micrograph"])
     assert evaluated(tmp_path, before) == len(new)
     results = pd.read_csv(tmp_path / "out" / "ds" / "results.tsv", sep="\t")
     assert len(results) == 8

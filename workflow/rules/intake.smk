@@ -1,9 +1,10 @@
 checkpoint intake:
     """Inputs → the micrograph table, split into stable chunks. A micrograph keeps its
-    chunk when others are added, and a chunk's table is rewritten only when it changes,
-    so new micrographs re-run only the chunks they fall into: the chunk tables are
-    therefore no declared output (Snakemake would delete and rewrite them all); the
-    preprocess and infer jobs find them through `chunk_table`."""
+    chunk when others are added, new micrographs fill the chunk with the fewest (the
+    tables already written are the assignment: miffi/intake/chunks.py), and a chunk's
+    table is rewritten only when it changes, so a batch of new micrographs re-runs one
+    chunk: the chunk tables are therefore no declared output (Snakemake would delete and
+    rewrite them all); the preprocess and infer jobs find them through `chunk_table`."""
     input:
         dataset_inputs,
     output:
