@@ -34,7 +34,7 @@ from workflow_bench import environment, snakemake  # noqa: E402
 from miffi.simulate.config import parse_detector  # noqa: E402
 from miffi.simulate.dataset import simulate_dataset  # noqa: E402
 
-#: A job's start and end in Snakemake's log: a timestamp line, then the rule and (a few
+#: A job's start and end in Snakemake's log: a timestamp line, then the rule or checkpoint and (a few
 #: lines on) its jobid; a timestamp line, then "Finished jobid: N".
 STARTED = re.compile(r"^\[([^\]\n]+)\]\n(?:local)?(?:rule|checkpoint) (\w+):\n(?:    .*\n)*?    jobid: (\d+)$", re.M)
 FINISHED = re.compile(r"^\[([^\]\n]+)\]\nFinished jobid: (\d+)", re.M)
