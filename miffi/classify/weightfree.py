@@ -49,8 +49,8 @@ UNKNOWN = 0.4
 #: data, not a model of every detector and specimen.
 SUREST = 0.97
 #: The film's side of an edge is taken to be the darker one (carbon and the ice on it
-#: scatter more), which a hole of thick ice beside thin carbon inverts: minor versus
-#: major film is never decided surer than this.
+#: scatter more), or the more finely textured one, which a hole of thick ice beside thin
+#: carbon can invert: minor versus major film is never decided surer than this.
 SIDE_SUREST = 0.85
 #: Thresholds that are not physics, with their metric and whether bad is above: decided
 #: against the dataset instead when the dataset's median lies beyond them

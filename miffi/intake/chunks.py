@@ -8,7 +8,13 @@ earlier intake wrote (``DIR/chunk_N.micrographs.tsv``) are the assignment: the m
 in them stay where they are, and new ones fill the chunk that has the fewest, up to
 ``FILL`` times the mean chunk size, then the next fewest, so that a batch of new
 micrographs re-runs one chunk (one preprocessing job, one inference job) rather than
-every chunk its ids hash to.
+every chunk its ids hash to. A batch larger than the room below that cap fills several
+chunks, and the chunks stay as they were filled: another number of chunks, or an empty
+chunk folder, splits afresh by id.
+
+The weight-free classifier's dataset-relative decisions (``weightfree.shifted_thresholds``)
+are made per chunk in the workflow: with the fill, micrographs that arrived together are
+judged against their chunk, the earlier micrographs in it and the batch they came with.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from miffi.intake import TABLE_SUFFIX
 log = logging.getLogger("miffi")
 
 #: The chunk tables' names in their folder.
-CHUNK_NAME = re.compile(rf"chunk_(\d+){re.escape(TABLE_SUFFIX)}")
+CHUNK_NAME = re.compile(rf"chunk_(0|[1-9]\d*){re.escape(TABLE_SUFFIX)}")
 #: New micrographs fill a chunk up to this many times the mean chunk size (rounded up).
 FILL = 1.5
 
@@ -79,6 +85,7 @@ def assign_chunks(table: pd.DataFrame, chunks: int, previous: Mapping[str, int] 
         table.insert(1, "chunk", [chunk_of(m, chunks) for m in micrographs])
         return table
     assigned = [previous.get(m, -1) for m in micrographs]
+    assigned = [chunk if 0 <= chunk < chunks else -1 for chunk in assigned]  # another count's: new
     sizes = [assigned.count(chunk) for chunk in range(chunks)]
     cap = math.ceil(FILL * len(micrographs) / chunks)
     fewest_first = sorted(range(chunks), key=lambda chunk: (sizes[chunk], chunk))

@@ -6,7 +6,8 @@ An edge is found in two ways, the first that finds one giving ``film_edge`` and
 - **a line of strong intensity gradient** (:func:`gradient_line`) that cuts the view in
   two, its darker side the film (carbon and the ice on it scatter more);
 - **a straight step in texture** (:func:`texture_step`): carbon's amorphous structure
-  gives more phase contrast at 24–72 Å than vitreous ice with particles, so a faint hole
+  gives more fine phase contrast (periods below about 150 Å) than vitreous ice with
+  particles, so a faint hole
   edge whose intensity step is no stronger than the particles' gradients still divides a
   finely textured side (the film) from a smoother one. The local power of that band,
   averaged along every straight line through the view, is compared on either side of
@@ -31,7 +32,8 @@ EDGE_SCALE, EDGE_SEEDS, EDGE_GROWTH, EDGE_ELONGATION = 60.0, 6.0, 3.0, 2.5
 #: The smaller side of a gradient line covers at least this fraction of the view; gaps
 #: of up to ``EDGE_GAP`` pixels in the line, or between its end and the border, are closed.
 EDGE_LEAST_SIDE, EDGE_GAP = 0.03, 3
-#: Texture steps: the texture band's coarse end and the smoothing of its power (Å); the
+#: Texture steps: the blur whose residue is the texture, and the smoothing of its power
+#: (Gaussian σ, Å: the residue keeps periods below about 150 Å at half power); the
 #: width of the strip compared on each side of a line (Å); the line angles tried (over
 #: 180°); the step, in robust standard deviations of all lines' steps, that is an edge;
 #: the least side (fraction of the view); the border left out (Å: filters and the frames
@@ -102,8 +104,8 @@ def gradient_line(image: np.ndarray, pixel_size: float) -> tuple[float, float]:
 
 
 def texture(image: np.ndarray, pixel_size: float) -> tuple[np.ndarray, float]:
-    """The log local power of the image's detail finer than ``TEXTURE_SCALE`` (the image
-    less its Gaussian blur at that scale, squared, averaged onto the ``STEP_GRID`` grid and
+    """The log local power of the image's fine detail (the image less its Gaussian blur
+    of σ ``TEXTURE_SCALE``, squared, averaged onto the ``STEP_GRID`` grid and
     smoothed at the same scale), without a ``STEP_MARGIN`` border, capped ``TEXTURE_CAP``
     robust σ above its median; and its pixel size.
 
@@ -130,11 +132,13 @@ def texture_step(image: np.ndarray, pixel_size: float) -> tuple[float, float, fl
     length across the view over the view's longer side, and the area fraction of its more
     finely textured side. Lines whose smaller side is under ``STEP_LEAST_SIDE`` of the view
     are not tried; ``(0, 0, NaN)`` for a view too small or without texture."""
-    values, grid_size = texture(image, pixel_size)
+    grid_size = pixel_size * max(1, int(STEP_GRID // pixel_size))
     width = max(2, int(round(STEP_WIDTH / grid_size)))
+    margin = 2 * int(round(STEP_MARGIN / pixel_size))
+    if min(image.shape) - margin < 4 * width * grid_size / pixel_size:
+        return 0.0, 0.0, math.nan  # the strips on both sides of a line do not fit
+    values, _ = texture(image, pixel_size)
     rows, cols = values.shape
-    if min(rows, cols) < 4 * width:
-        return 0.0, 0.0, math.nan
     y, x = np.mgrid[0:rows, 0:cols]
     y, x = y.ravel() - rows / 2, x.ravel() - cols / 2
     flat = values.ravel()
@@ -149,7 +153,11 @@ def texture_step(image: np.ndarray, pixel_size: float) -> tuple[float, float, fl
         at = at[(counted[at] - counted[at - width] > 0) & (counted[at + width] - counted[at] > 0)]
         before = (summed[at] - summed[at - width]) / (counted[at] - counted[at - width])
         after = (summed[at + width] - summed[at]) / (counted[at + width] - counted[at])
-        per_angle.append((after - before, counted[at] / flat.size, counts[np.minimum(at, counts.size - 1)]))
+        # a line's length: its pixels per position, averaged over a quarter strip (one
+        # position's count swings between 0.7 and 1.4 times the length at 45°)
+        half = max(1, width // 4)
+        length = (counted[np.minimum(at + half, counts.size)] - counted[np.maximum(at - half, 0)]) / (2 * half)
+        per_angle.append((after - before, counted[at] / flat.size, length))
     steps = np.concatenate([step for step, _, _ in per_angle])
     median = float(np.median(steps))
     spread = 1.4826 * float(np.median(np.abs(steps - median)))

@@ -39,8 +39,9 @@ Nyquist frequency is NaN (e.g. the ice metrics above 2.8 Å per pixel).
     a support-film (hole) edge (:mod:`miffi.preprocess.film_edges`): a long, thin,
     continuous line of strong intensity gradient (at 60 Å, more than 6 robust standard
     deviations above the image's median gradient, grown down to 3) that cuts the view
-    into two sides, or, where there is none, a straight line across which the texture at
-    24–72 Å steps by more than 8 robust standard deviations of all lines' steps (a faint
+    into two sides, or, where there is none, a straight line across which the fine
+    texture (periods below about 150 Å) steps by more than 8 robust standard deviations
+    of all lines' steps (a faint
     edge: carbon is more finely textured than ice). ``film_edge`` is the line's length
     over the longer side of the view (0 without an edge: particles and contaminants give
     short or round gradient blobs and average out along a line, and a line that does not

@@ -82,3 +82,11 @@ def test_an_input_with_none_of_the_previous_micrographs_splits_by_id(tmp_path):
     split(tmp_path, ids(20), 4)
     chunked = split(tmp_path, ids(20, 500), 4)
     assert chunked["chunk"].tolist() == [chunk_of(m, 4) for m in ids(20, 500)]
+
+
+def test_chunk_numbers_of_another_count_count_as_new(tmp_path):
+    chunked = assign_chunks(table(ids(10)), 2, {m: 5 for m in ids(10)[:5]} | {m: 0 for m in ids(10)[5:]})
+    assert set(chunked["chunk"]) <= {0, 1} and (chunked["chunk"][:5] == 1).all()
+    split(tmp_path, ids(10), 2)
+    (tmp_path / "chunk_01.micrographs.tsv").write_text("micrograph\tpath\nstray\t/x.mrc\n")  # not a chunk table name
+    assert "stray" not in previous_chunks(tmp_path, 2)

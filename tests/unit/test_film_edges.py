@@ -68,3 +68,26 @@ def test_a_flat_view_has_no_edge():
     assert texture_step(image, APIX) == (0.0, 0.0, pytest.approx(math.nan, nan_ok=True))
     edge, side = film_edge(image, APIX)
     assert edge == 0 and math.isnan(side)
+
+
+@pytest.mark.parametrize("angle", [0.0, 45.0, 90.0, 135.0])
+def test_a_texture_steps_length_is_the_lines_length_across_the_view(angle):
+    """A straight edge through the middle of a square view, at any angle: its length over
+    the view's side is what geometry says (1 across, √2 corner to corner), within 15 %."""
+    side = 400
+    rng = np.random.default_rng(11)
+    noise = ndi.gaussian_filter(rng.standard_normal((side, side)), 1.0)
+    y, x = np.mgrid[:side, :side] - side / 2
+    theta = math.radians(angle)
+    carbon = x * math.cos(theta) + y * math.sin(theta) < 0
+    image = (100 + noise * np.where(carbon, 1.8, 1.0) / noise.std()).astype(np.float32)
+    z, length, finer = texture_step(image, APIX)
+    expected = 1.0 if angle % 90 == 0 else math.sqrt(2)
+    assert z > STEP_LEAST_Z and finer == pytest.approx(0.5, abs=0.05)
+    assert length == pytest.approx(expected, rel=0.15)
+
+
+@pytest.mark.parametrize("shape", [(10, 10), (300, 5), (5, 300), (40, 60)])
+def test_a_view_too_small_for_the_strips_has_no_texture_step(shape):
+    image = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    assert texture_step(image, APIX) == (0.0, 0.0, pytest.approx(math.nan, nan_ok=True))
