@@ -23,6 +23,7 @@ import logging
 import math
 import re
 import zlib
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -86,7 +87,8 @@ def assign_chunks(table: pd.DataFrame, chunks: int, previous: Mapping[str, int] 
         return table
     assigned = [previous.get(m, -1) for m in micrographs]
     assigned = [chunk if 0 <= chunk < chunks else -1 for chunk in assigned]  # another count's: new
-    sizes = [assigned.count(chunk) for chunk in range(chunks)]
+    counted = Counter(assigned)
+    sizes = [counted[chunk] for chunk in range(chunks)]
     cap = math.ceil(FILL * len(micrographs) / chunks)
     fewest_first = sorted(range(chunks), key=lambda chunk: (sizes[chunk], chunk))
     filling = 0

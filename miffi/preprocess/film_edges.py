@@ -118,6 +118,8 @@ def texture(image: np.ndarray, pixel_size: float) -> tuple[np.ndarray, float]:
     grid = max(1, int(STEP_GRID // pixel_size))
     rows, cols = (detail.shape[0] // grid) * grid, (detail.shape[1] // grid) * grid
     power = (detail[:rows, :cols] ** 2).reshape(rows // grid, grid, cols // grid, grid).mean(axis=(1, 3))
+    if not power.size:  # a view no larger than its border
+        return power, pixel_size * grid
     power = ndi.gaussian_filter(power, TEXTURE_SCALE / (pixel_size * grid))
     floor = float(power.max()) * 1e-9 or 1.0  # a flat image has no texture, and no step
     logged: np.ndarray = np.log(power + floor)
@@ -132,13 +134,11 @@ def texture_step(image: np.ndarray, pixel_size: float) -> tuple[float, float, fl
     length across the view over the view's longer side, and the area fraction of its more
     finely textured side. Lines whose smaller side is under ``STEP_LEAST_SIDE`` of the view
     are not tried; ``(0, 0, NaN)`` for a view too small or without texture."""
-    grid_size = pixel_size * max(1, int(STEP_GRID // pixel_size))
+    values, grid_size = texture(image, pixel_size)
     width = max(2, int(round(STEP_WIDTH / grid_size)))
-    margin = 2 * int(round(STEP_MARGIN / pixel_size))
-    if min(image.shape) - margin < 4 * width * grid_size / pixel_size:
-        return 0.0, 0.0, math.nan  # the strips on both sides of a line do not fit
-    values, _ = texture(image, pixel_size)
     rows, cols = values.shape
+    if min(rows, cols) < 4 * width:
+        return 0.0, 0.0, math.nan  # the strips on both sides of a line do not fit
     y, x = np.mgrid[0:rows, 0:cols]
     y, x = y.ravel() - rows / 2, x.ravel() - cols / 2
     flat = values.ravel()
@@ -165,9 +165,11 @@ def texture_step(image: np.ndarray, pixel_size: float) -> tuple[float, float, fl
         return 0.0, 0.0, math.nan
     best = (0.0, 0.0, math.nan)
     for step, below, length in per_angle:
+        if not step.size:
+            continue
         z = np.where((below >= STEP_LEAST_SIDE) & (below <= 1 - STEP_LEAST_SIDE), np.abs(step - median) / spread, 0.0)
-        i = int(np.argmax(z)) if z.size else 0
-        if z.size and z[i] > best[0]:
+        i = int(np.argmax(z))
+        if z[i] > best[0]:
             finer = 1 - below[i] if step[i] > median else below[i]
             best = (float(z[i]), float(length[i] / max(rows, cols)), float(finer))
     return best
