@@ -10,6 +10,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from miffi.cli import options
+
 log = logging.getLogger("miffi")
 
 
@@ -37,6 +39,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="writes evaluation.json, matched.tsv, summary.tsv, figures/",
     )
+    options.add_pdf_option(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -48,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
     labels = read_labels(args.labels, args.label_column)
     results = [read_results(path) for path in args.results]
     evaluation = evaluate(results, labels, args.dataset or args.results[0].parent.name)
-    write_evaluation(evaluation, args.out)
+    write_evaluation(evaluation, args.out, args.pdf)
     if evaluation.unmatched_labels or evaluation.unmatched_results:
         log.warning(
             "%d micrographs have no label (e.g. %s); %d labels match no micrograph (e.g. %s)",

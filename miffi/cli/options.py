@@ -148,6 +148,12 @@ def add_progress_option(parser: argparse.ArgumentParser, help: str = "no progres
     parser.add_argument("--no-progress", action="store_true", help=help)
 
 
+def add_pdf_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pdf", action="store_true", help="write each figure as PDF (vector, for publication) beside its PNG"
+    )
+
+
 def add_hash_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--full-hash",

@@ -37,7 +37,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         help="with --summary: link to a dataset's report (repeatable)",
     )
     parser.add_argument("--out", required=True, type=Path, help="HTML file to write")
-    parser.add_argument("--figures", type=Path, help="folder for PNG/PDF figures (default: <out>_figures)")
+    parser.add_argument("--figures", type=Path, help="folder for the PNG figures (default: <out>_figures)")
+    options.add_pdf_option(parser)
     parser.add_argument("--title", help="report title")
     parser.add_argument("--examples", type=options.positive_int, default=4, help="thumbnails per category")
     parser.add_argument("--errors", type=options.positive_int, default=8, help="most confident errors shown")
@@ -61,7 +62,9 @@ def main(args: argparse.Namespace) -> int:
         if not args.evaluation:
             raise MiffiError("--summary needs --evaluation DIR for each dataset")
         evaluations = [read_evaluation(directory)[0] for directory in args.evaluation]
-        summary = summary_report(evaluations, args.out, args.title or "Miffi benchmark", args.figures, links(args.link))
+        summary = summary_report(
+            evaluations, args.out, args.title or "Miffi benchmark", args.figures, links(args.link), args.pdf
+        )
         log.info("summary of %d datasets (%d rows) in %s", len(evaluations), len(summary), args.out)
         return 0
     if not args.results:
@@ -80,6 +83,7 @@ def main(args: argparse.Namespace) -> int:
         args.figures,
         args.examples,
         args.errors,
+        args.pdf,
     )
     log.info("report in %s", args.out)
     return 0

@@ -206,17 +206,23 @@ def png_bytes(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def save(fig: Figure, directory: Path, stem: str) -> bytes:
-    """Write ``stem.png`` and ``stem.pdf`` atomically; return the PNG bytes and close the figure."""
+def save(fig: Figure, directory: Path, stem: str, pdf: bool = False) -> bytes:
+    """Write ``stem.png`` (and ``stem.pdf`` with ``pdf``) atomically; return the PNG bytes and
+    close the figure.
+
+    PDFs are opt-in: drawing one costs about as much as its PNG again (0.3 s of a 0.4 s PNG
+    for a report figure, 2-core EPYC), on every re-run of a report.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     png = png_bytes(fig)
     with atomic.atomic_open(directory / f"{stem}.png", "wb") as handle:
         handle.write(png)
-    with atomic.temporary_path(directory / f"{stem}.pdf") as tmp:
-        fig.savefig(tmp, format="pdf")
+    if pdf:
+        with atomic.temporary_path(directory / f"{stem}.pdf") as tmp:
+            fig.savefig(tmp, format="pdf")
     plt.close(fig)
     return png
 
 
-def save_all(figures: Mapping[str, Figure], directory: Path) -> dict[str, bytes]:
-    return {stem: save(fig, directory, stem) for stem, fig in figures.items()}
+def save_all(figures: Mapping[str, Figure], directory: Path, pdf: bool = False) -> dict[str, bytes]:
+    return {stem: save(fig, directory, stem, pdf) for stem, fig in figures.items()}

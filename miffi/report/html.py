@@ -168,8 +168,10 @@ def dataset_report(
     figure_dir: Path | None = None,
     per_category: int = 4,
     errors: int = 8,
+    pdf: bool = False,
 ) -> None:
-    """Write the HTML report of one dataset (and its figures into ``figure_dir``)."""
+    """Write the HTML report of one dataset (and its figures into ``figure_dir``, as PNG and
+    with ``pdf`` as PDF too)."""
     figure_dir = figure_dir or out.parent / f"{out.stem}_figures"
     categories = figures.categories_of(results)
     counts = pd.DataFrame(
@@ -191,7 +193,7 @@ def dataset_report(
     scores = {name: MethodScore.from_dict(data) for name, data in (evaluation or {}).get("methods", {}).items()}
     for name, method_score in scores.items():
         made[f"confusion_{figures.slug(name)}"] = figures.confusion_heat_maps(name, method_score)
-    pngs = figures.save_all(made, figure_dir)
+    pngs = figures.save_all(made, figure_dir, pdf)
 
     classifier = str(results["classifier"].iloc[0]) if "classifier" in results and len(results) else "?"
     sections = [
@@ -246,9 +248,11 @@ def summary_report(
     title: str,
     figure_dir: Path | None = None,
     links: Mapping[str, str] | None = None,
+    pdf: bool = False,
 ) -> pd.DataFrame:
     """Write the report across datasets (Table 4/5-style summary, pooled confusion
-    matrices); returns the summary table, also written as TSV beside the report."""
+    matrices; figures as PNG, and with ``pdf`` as PDF too); returns the summary table, also
+    written as TSV beside the report."""
     figure_dir = figure_dir or out.parent / f"{out.stem}_figures"
     by_name = {e["dataset"]: e for e in evaluations}
     if len(by_name) < len(evaluations):
@@ -263,7 +267,7 @@ def summary_report(
     pooled = pooled_scores(evaluations)
     for name, s in pooled.items():
         made[f"pooled_confusion_{figures.slug(name)}"] = figures.confusion_heat_maps(f"{name} (all datasets)", s)
-    pngs = figures.save_all(made, figure_dir)
+    pngs = figures.save_all(made, figure_dir, pdf)
     good_bad = summary[
         ["dataset", "method", "n", "TP", "FP", "TN", "FN", "accuracy", "precision", "recall", "specificity", "f1"]
     ]
@@ -290,10 +294,10 @@ def summary_report(
     return summary
 
 
-def write_evaluation(evaluation: Evaluation, directory: Path) -> None:
+def write_evaluation(evaluation: Evaluation, directory: Path, pdf: bool = False) -> None:
     """``evaluation.json`` (counts, metrics, confusion matrices, unmatched names),
     ``matched.tsv`` (truth and every method's call per micrograph), ``summary.tsv`` and the
-    confusion heat maps (PNG + PDF) in ``directory``."""
+    confusion heat maps (PNG, and with ``pdf`` PDF) in ``directory``."""
     data = evaluation.to_dict()
     atomic.write_text(directory / "evaluation.json", json.dumps(data, indent=1, allow_nan=True))
     atomic.write_text(directory / "matched.tsv", evaluation.matched.to_csv(sep="\t", index=False))
@@ -306,6 +310,7 @@ def write_evaluation(evaluation: Evaluation, directory: Path) -> None:
             for name, s in evaluation.scores.items()
         },
         directory / "figures",
+        pdf,
     )
 
 

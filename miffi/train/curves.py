@@ -70,5 +70,5 @@ def learning_curve(
     ax.set_ylabel("loss")
     ax.legend(frameon=False, fontsize=7, ncol=2)
     fig.tight_layout()
-    figures.save_all({"learning_curve": learning_curve_figure(curve), "loss_curves": fig}, out / "figures")
+    figures.save_all({"learning_curve": learning_curve_figure(curve), "loss_curves": fig}, out / "figures", pdf=True)
     return curve

@@ -414,5 +414,5 @@ def train(
     from miffi.report import figures
     from miffi.train.plots import loss_figure
 
-    figures.save(loss_figure(pd.DataFrame(history), pd.DataFrame(iterations)), out / "figures", "loss")
+    figures.save(loss_figure(pd.DataFrame(history), pd.DataFrame(iterations)), out / "figures", "loss", pdf=True)
     return pd.DataFrame(history)

@@ -44,10 +44,16 @@ def micrographs(tmp_path_factory):
 
 
 def write_config(
-    workdir: Path, rule: str = "miffi", model: str | None = None, labels: Path | None = None, fast: bool = False
+    workdir: Path,
+    rule: str = "miffi",
+    model: str | None = None,
+    labels: Path | None = None,
+    fast: bool = False,
+    pdf: bool = False,
 ) -> None:
     config = {
         "outdir": "out",
+        "pdf_figures": pdf,
         "datasets": {
             "ds": {
                 "input": ["mics.txt"],
@@ -79,6 +85,8 @@ def test_workflow_runs_and_reruns_only_what_changed(tmp_path, micrographs):
     summary = pd.read_csv(tmp_path / "out" / "summary.tsv", sep="\t")
     assert summary.loc[summary["method"] == "weight-free", "n"].tolist() == [6]
     assert (tmp_path / "out" / "ds" / "report.html").stat().st_size > 10_000
+    figure_dirs = [tmp_path / "out" / d for d in ("ds/report_figures", "ds/evaluation/figures", "summary_figures")]
+    assert all(list(d.glob("*.png")) and not list(d.glob("*.pdf")) for d in figure_dirs)
     results = pd.read_csv(tmp_path / "out" / "ds" / "results.tsv", sep="\t")
     assert sorted(results["micrograph"]) == sorted(p.stem for p in first)
     assert set(results["classifier"]) == {"weight-free"}
@@ -113,10 +121,12 @@ def test_workflow_runs_and_reruns_only_what_changed(tmp_path, micrographs):
     results = pd.read_csv(tmp_path / "out" / "ds" / "results.tsv", sep="\t")
     assert len(results) == 8
 
-    # another combination rule: only combine and what follows it run again
-    write_config(tmp_path, rule="strict", labels=labels)
+    # another combination rule: only combine and what follows it run again; `pdf_figures`
+    # adds a PDF beside every figure
+    write_config(tmp_path, rule="strict", labels=labels, pdf=True)
     ran = jobs(snakemake(tmp_path))
     assert set(ran) - {"all"} == {"combine", "export", "evaluate", "report", "summary"}
+    assert all({p.stem for p in d.glob("*.pdf")} == {p.stem for p in d.glob("*.png")} for d in figure_dirs)
 
     # a model instead of the weight-free classifier: inference runs again, preprocessing does not;
     # `fast` runs it at this CPU's fastest precision

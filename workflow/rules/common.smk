@@ -38,6 +38,8 @@ if re.search(r"[{}]", OUT) or OUT.startswith("-"):
         "wildcards) or start with '-'"
     )
 DATASETS = config["datasets"]
+# `--pdf` of the evaluate, report and summary jobs: PDFs cost about as much again as the PNGs.
+PDF_OPTION = ["--pdf"] if config.get("pdf_figures") else []
 TRAIN = config.get("train") or {}
 TRAINED = "trained:"
 

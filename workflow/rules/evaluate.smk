@@ -23,6 +23,7 @@ rule evaluate:
         labels=dataset_labels,
         column=label_column_option,
         folder=evaluation_dir,
+        pdf=PDF_OPTION,
     shell:
         "miffi evaluate --results={input.results:q} --labels={params.labels:q} {params.column:q} "
-        "--dataset={wildcards.dataset:q} --out={params.folder:q} > {log:q} 2>&1"
+        "--dataset={wildcards.dataset:q} --out={params.folder:q} {params.pdf:q} > {log:q} 2>&1"

@@ -25,9 +25,11 @@ rule report:
         cache=cache_dir,
         evaluation=evaluation_option,
         title=report_title,
+        pdf=PDF_OPTION,
     shell:
         "miffi report --results={input.results:q} {params.evaluation:q} --cache={params.cache:q} "
-        "--title={params.title:q} --figures={output.figures:q} --out={output.html:q} > {log:q} 2>&1"
+        "--title={params.title:q} --figures={output.figures:q} --out={output.html:q} {params.pdf:q} "
+        "> {log:q} 2>&1"
 
 
 rule summary:
@@ -50,6 +52,7 @@ rule summary:
     params:
         evaluations=[f"{OUT}/{d}/evaluation" for d in LABELLED],
         links=[f"--link={d}={d}/report.html" for d in LABELLED],
+        pdf=PDF_OPTION,
     shell:
         "miffi report --summary {params.links:q} --figures={output.figures:q} --out={output.html:q} "
-        "--evaluation {params.evaluations:q} > {log:q} 2>&1"
+        "{params.pdf:q} --evaluation {params.evaluations:q} > {log:q} 2>&1"
