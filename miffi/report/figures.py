@@ -210,8 +210,8 @@ def save(fig: Figure, directory: Path, stem: str, pdf: bool = False) -> bytes:
     """Write ``stem.png`` (and ``stem.pdf`` with ``pdf``, else remove a stale one) atomically;
     return the PNG bytes and close the figure.
 
-    PDFs are opt-in: drawing one costs about as much as its PNG again (0.3 s of a 0.4 s PNG
-    for a report figure, 2-core EPYC), on every re-run of a report.
+    PDFs are opt-in: drawing one costs nearly as much as its PNG again (about 0.3 s against
+    0.4 s for a report figure under a profiler, 2-core EPYC), on every re-run of a report.
     """
     directory.mkdir(parents=True, exist_ok=True)
     png = png_bytes(fig)
