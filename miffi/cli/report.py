@@ -84,6 +84,7 @@ def main(args: argparse.Namespace) -> int:
         args.examples,
         args.errors,
         args.pdf,
+        args.evaluation[0] / "figures" if args.evaluation else None,
     )
     log.info("report in %s", args.out)
     return 0

@@ -228,3 +228,19 @@ def save(fig: Figure, directory: Path, stem: str, pdf: bool = False) -> bytes:
 
 def save_all(figures: Mapping[str, Figure], directory: Path, pdf: bool = False) -> dict[str, bytes]:
     return {stem: save(fig, directory, stem, pdf) for stem, fig in figures.items()}
+
+
+def copy_saved(source: Path, directory: Path, stem: str, pdf: bool = False) -> bytes | None:
+    """Copy ``stem.png`` (and with ``pdf`` ``stem.pdf``) that an earlier step saved in
+    ``source`` into ``directory`` and return the PNG bytes; ``None``, copying nothing, when
+    one of them is missing there. Cheaper than drawing the same figure again (~0.3 s each)."""
+    suffixes = (".png", ".pdf") if pdf else (".png",)
+    if not all((source / f"{stem}{suffix}").is_file() for suffix in suffixes):
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    for suffix in suffixes:
+        with atomic.atomic_open(directory / f"{stem}{suffix}", "wb") as handle:
+            handle.write((source / f"{stem}{suffix}").read_bytes())
+    if not pdf:
+        (directory / f"{stem}.pdf").unlink(missing_ok=True)
+    return (directory / f"{stem}.png").read_bytes()

@@ -169,9 +169,11 @@ def dataset_report(
     per_category: int = 4,
     errors: int = 8,
     pdf: bool = False,
+    evaluation_figures: Path | None = None,
 ) -> None:
     """Write the HTML report of one dataset (and its figures into ``figure_dir``, as PNG and
-    with ``pdf`` as PDF too)."""
+    with ``pdf`` as PDF too). The confusion heat maps are copied from ``evaluation_figures``
+    (where ``miffi evaluate`` saved them from the same evaluation) when they are there."""
     figure_dir = figure_dir or out.parent / f"{out.stem}_figures"
     categories = figures.categories_of(results)
     counts = pd.DataFrame(
@@ -191,9 +193,15 @@ def dataset_report(
         labelled = results.loc[truth.index] if truth is not None and len(truth) else results
         made["metrics"] = figures.metric_distributions(labelled, truth if truth is not None and len(truth) else None)
     scores = {name: MethodScore.from_dict(data) for name, data in (evaluation or {}).get("methods", {}).items()}
+    copied: dict[str, bytes] = {}
     for name, method_score in scores.items():
-        made[f"confusion_{figures.slug(name)}"] = figures.confusion_heat_maps(name, method_score)
-    pngs = figures.save_all(made, figure_dir, pdf)
+        stem = f"confusion_{figures.slug(name)}"
+        png = figures.copy_saved(evaluation_figures, figure_dir, stem, pdf) if evaluation_figures else None
+        if png is None:
+            made[stem] = figures.confusion_heat_maps(name, method_score)
+        else:
+            copied[stem] = png
+    pngs = {**figures.save_all(made, figure_dir, pdf), **copied}
 
     classifier = str(results["classifier"].iloc[0]) if "classifier" in results and len(results) else "?"
     sections = [

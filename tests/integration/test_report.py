@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -119,6 +120,26 @@ def test_report_is_self_contained(reports):
     pooled = summary.set_index(["dataset", "method"]).loc[("pooled", "weight-free")]
     single = summary.set_index(["dataset", "method"]).loc[("sim", "weight-free")]
     assert pooled["TP"] == 2 * single["TP"] and pooled["accuracy"] == pytest.approx(single["accuracy"])
+
+
+def test_report_copies_the_heat_maps_evaluate_saved(reports, tmp_path):
+    """The report takes a confusion heat map from the evaluation's figures (here a marker
+    PNG in place of one) instead of drawing it again, and draws one that is missing."""
+    evaluation = tmp_path / "eval"
+    shutil.copytree(reports / "eval", evaluation)
+    marker = (reports / "report_figures" / "categories.png").read_bytes()
+    (evaluation / "figures" / "confusion_weight-free.png").write_bytes(marker)
+    (evaluation / "figures" / "confusion_CTF_baseline.png").unlink()
+    run = reports / "run"
+    arguments = ["report", "--results", str(run / "results.tsv"), "--evaluation", str(evaluation)]
+    assert main([*arguments, "--out", str(tmp_path / "report.html"), "-q"]) == 0
+    figures = tmp_path / "report_figures"
+    assert (figures / "confusion_weight-free.png").read_bytes() == marker
+    drawn = (figures / "confusion_CTF_baseline.png").read_bytes()
+    assert drawn == (reports / "eval" / "figures" / "confusion_CTF_baseline.png").read_bytes()
+    assert not list(figures.glob("*.pdf"))  # the evaluation's PDFs are copied only with --pdf
+    text = (tmp_path / "report.html").read_text()
+    assert text.count(base64.b64encode(marker).decode()) == 2  # the categories figure and the copy
 
 
 @pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed (scripts/install-system-tools.sh)")
