@@ -14,11 +14,14 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def parse_args(doc: str, n: int, chunks: int) -> argparse.Namespace:
-    """``--n`` micrographs, ``--chunks`` and ``--workdir`` (the defaults given)."""
+def parse_args(doc: str, n: int, chunks: int, rounds: int | None = None) -> argparse.Namespace:
+    """``--n`` micrographs, ``--chunks``, ``--workdir`` and, where ``rounds`` is given,
+    ``--rounds`` (the defaults given)."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=n)
     parser.add_argument("--chunks", type=int, default=chunks)
+    if rounds is not None:
+        parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--workdir", type=Path)
     return parser.parse_args()
 
