@@ -140,18 +140,22 @@ def combine(predictions: pd.DataFrame, rule: str = "miffi") -> pd.DataFrame:
     the label ``film`` is also a group name.)
     """
     rules = group_rules(rule)
-    rows = []
-    for micrograph, squares in predictions.groupby("micrograph", sort=False):
-        probs = squares[list(LABELS)].to_numpy(dtype=np.float64)
-        row: dict[str, object] = {"micrograph": micrograph, "squares": len(squares)}
-        kept = np.zeros(len(LABELS))
+    # one array and the row range of each micrograph, not a pandas group per micrograph
+    # (~1 ms each: 20 s at 20,000 micrographs on every combine of the workflow)
+    codes, micrographs = pd.factorize(predictions["micrograph"], sort=False)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(micrographs) + 1))
+    probs = predictions[list(LABELS)].to_numpy(dtype=np.float64)[order]
+    chosen = {group: np.zeros(len(micrographs), dtype=int) for group in GROUPS}
+    kept = np.zeros((len(micrographs), len(LABELS)))
+    for i, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
         for group, group_rule in rules.items():
-            label, group_probs = group_rule(probs[:, SLICES[group]])
-            row[group] = GROUPS[group][label]
-            kept[SLICES[group]] = group_probs
-        row.update(zip(PROBABILITY_COLUMNS, kept))
-        rows.append(row)
-    return pd.DataFrame(rows, columns=["micrograph", "squares", *GROUPS, *PROBABILITY_COLUMNS])
+            chosen[group][i], kept[i, SLICES[group]] = group_rule(probs[start:stop, SLICES[group]])
+    combined = pd.DataFrame({"micrograph": np.asarray(micrographs, dtype=object), "squares": np.diff(bounds)})
+    for group, labels in GROUPS.items():
+        combined[group] = np.asarray(labels, dtype=object)[chosen[group]]
+    combined[list(PROBABILITY_COLUMNS)] = kept
+    return combined
 
 
 # --- categories --------------------------------------------------------------------------
@@ -252,40 +256,37 @@ def categorise(combined: pd.DataFrame, settings: CategorySettings | None = None)
     """
     settings = settings or CategorySettings()
     out = combined.copy()
-    good = {}
-    for group, labels in GROUPS.items():
+    good = np.zeros((len(out), len(GROUPS)), dtype=bool)
+    confidence = np.zeros((len(out), len(GROUPS)))
+    for k, (group, labels) in enumerate(GROUPS.items()):
         good_set = settings.good_labels(group)
         good_cols = [f"p_{label}" for label in labels if label in good_set]
         bad_cols = [f"p_{label}" for label in labels if label not in good_set]
-        is_good = out[group].isin(good_set)
-        good[group] = is_good
-        out[f"{group}_confidence"] = np.where(is_good, out[good_cols].sum(axis=1), out[bad_cols].sum(axis=1))
-    bad_count = sum((~good[g]).astype(int) for g in GROUPS)
-    categories, confidence, level = [], [], []
-    for i in range(len(out)):
-        bad_groups = [g for g in GROUPS if not good[g].iloc[i]]
-        if not bad_groups:
-            values = [out[f"{g}_confidence"].iloc[i] for g in GROUPS]
-            categories.append("good")
-            confidence.append(min(values))
-            level.append("low" if min(values) < settings.good_threshold else "high")
-            continue
-        thresholds = [settings.bad_thresholds.get(g, DEFAULT_THRESHOLD) for g in bad_groups]
-        values = [out[f"{g}_confidence"].iloc[i] for g in bad_groups]
-        if len(bad_groups) == 1:
-            group = bad_groups[0]
-            name = f"bad_{group}"
-            if group == "crystallinity":
-                name = f"bad_{out['crystallinity'].iloc[i]}"
-                if out["crystallinity"].iloc[i] == "major_crystalline":
-                    values = [out["p_major_crystalline"].iloc[i]]
-            categories.append(name)
-        else:
-            categories.append("bad_multiple")
-        confidence.append(min(values))
-        level.append("low" if any(v < t for v, t in zip(values, thresholds)) else "high")
+        good[:, k] = out[group].isin(good_set).to_numpy()
+        confidence[:, k] = np.where(good[:, k], out[good_cols].sum(axis=1), out[bad_cols].sum(axis=1))
+        out[f"{group}_confidence"] = confidence[:, k]
+    bad = ~good
+    thresholds = np.array([settings.bad_thresholds.get(g, DEFAULT_THRESHOLD) for g in GROUPS])
+    bad_count = bad.sum(axis=1)
+    single, some = bad_count == 1, bad_count > 0
+    crystal = out["crystallinity"].to_numpy(dtype=object)
+    first_bad = bad.argmax(axis=1)
+    in_crystallinity = first_bad == GROUP_ORDER.index("crystallinity")
+    # a singly-bad major_crystalline micrograph is as sure as P(major_crystalline) alone
+    major = single & in_crystallinity & (crystal == "major_crystalline")
+    p_major = out["p_major_crystalline"].to_numpy(dtype=np.float64)
+    least_sure_bad = np.where(major, p_major, np.where(bad, confidence, np.inf).min(axis=1, initial=np.inf))
+    unsure_bad = np.where(
+        major, p_major < thresholds[GROUP_ORDER.index("crystallinity")], (bad & (confidence < thresholds)).any(axis=1)
+    )
+    least_sure_good = confidence.min(axis=1, initial=np.inf)
+    single_name = np.where(
+        in_crystallinity, "bad_" + crystal, "bad_" + np.asarray(GROUP_ORDER, dtype=object)[first_bad]
+    )
     out["bad_groups"] = bad_count
-    out["category"] = categories
-    out["confidence"] = confidence
-    out["confidence_level"] = level
+    out["category"] = np.where(some, np.where(single, single_name, "bad_multiple"), "good").astype(object)
+    out["confidence"] = np.where(some, least_sure_bad, least_sure_good)
+    out["confidence_level"] = np.where(
+        np.where(some, unsure_bad, least_sure_good < settings.good_threshold), "low", "high"
+    ).astype(object)
     return out

@@ -230,3 +230,28 @@ def test_many_micrographs_keep_their_order():
     assert out["micrograph"].tolist() == ["b", "a"]
     assert out["squares"].tolist() == [1, 2]
     assert np.isclose(out[[f"p_{label}" for label in GROUPS["drift"]]].sum(axis=1), 1).all()
+
+
+def test_each_micrograph_is_combined_and_categorised_on_its_own():
+    """One table of micrographs of every category, squares interleaved, gives each the
+    row it gets alone (the arrays over all micrographs keep them apart)."""
+    cases = {
+        "good": [{}],
+        "unsure_good": [{"drift": [0.6, 0.4]}, {}],
+        "film": [{"film": FILM["major_film"]}, {"film": FILM["film"]}],
+        "minor_ice": [{"crystallinity": [0.1, 0.8, 0.1]}, {}],
+        "major_ice": [{"crystallinity": [0.1, 0.15, 0.75]}],
+        "unsure_contamination": [{"contamination": [0.35, 0.65]}],
+        "multiple": [{"film": FILM["film"], "drift": [0.45, 0.55]}],
+    }
+    frames = [squares(*per_square, micrograph=name) for name, per_square in cases.items()]
+    interleaved = pd.concat(frames).sort_values("square", kind="stable")
+    together = categorise(combine(interleaved)).set_index("micrograph")
+    assert together.index.tolist() == list(cases)  # the order of first appearance
+    for name, frame in zip(cases, frames):
+        alone = categorise(combine(frame)).set_index("micrograph").loc[name]
+        pd.testing.assert_series_equal(together.loc[name], alone, check_names=False)
+    assert together.loc["multiple", "category"] == "bad_multiple"
+    assert together.loc["multiple", "confidence"] == pytest.approx(0.55)  # the least sure bad group
+    assert together.loc["multiple", "confidence_level"] == "low"
+    assert together.loc["major_ice", "confidence"] == pytest.approx(0.75)
