@@ -110,14 +110,17 @@ def read_header(path: str | Path) -> MrcHeader:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with mrcfile.open(path, header_only=True, permissive=True) as mrc:
-                header = mrc.header
-                voxel = float(mrc.voxel_size.x)
+                # a plain structured array: a field of mrcfile's record array costs ~20 µs,
+                # most of a header's reading time (intake and export read every header)
+                header = mrc.header.view(np.ndarray)
+            with np.errstate(divide="ignore", invalid="ignore"):  # (mrcfile's voxel_size.x)
+                voxel = float(header["cella"]["x"] / header["mx"])
     except (ValueError, OSError) as exc:
         raise MicrographError(path, f"not a readable MRC file ({exc})") from None
 
-    mode = int(header.mode)
-    nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)
-    if bytes(header.map) != b"MAP " and (mode not in SUPPORTED_MODES or min(nx, ny, nz) < 1):
+    mode = int(header["mode"])
+    nx, ny, nz = int(header["nx"]), int(header["ny"]), int(header["nz"])
+    if bytes(header["map"]) != b"MAP " and (mode not in SUPPORTED_MODES or min(nx, ny, nz) < 1):
         raise MicrographError(path, "not an MRC file (no 'MAP ' ID and an invalid header)")
     if mode not in SUPPORTED_MODES:
         names = ", ".join(f"{m} ({n})" for m, n in SUPPORTED_MODES.items())
@@ -127,7 +130,7 @@ def read_header(path: str | Path) -> MrcHeader:
     if nz > 1:
         raise MicrographError(path, f"is a movie ({nz} frames), not a 2-D micrograph: {MOTION_CORRECT}")
     itemsize = np.dtype(SUPPORTED_MODES[mode]).itemsize
-    needed = HEADER_BYTES + max(int(header.nsymbt), 0) + nx * ny * nz * itemsize
+    needed = HEADER_BYTES + max(int(header["nsymbt"]), 0) + nx * ny * nz * itemsize
     if size < needed:
         raise MicrographError(
             path,
@@ -144,7 +147,7 @@ def read_header(path: str | Path) -> MrcHeader:
     if min(nx, ny) < MIN_SIDE:
         raise MicrographError(path, f"image of {nx}×{ny} pixels is too small to be a micrograph")
     pixel_size = voxel if math.isfinite(voxel) and voxel > 0 else None
-    extremes = [float(header.dmin), float(header.dmax)]
+    extremes = [float(header["dmin"]), float(header["dmax"])]
     minimum, maximum = extremes if all(map(math.isfinite, extremes)) else (0.0, 0.0)
     return MrcHeader(str(path), height=ny, width=nx, mode=mode, pixel_size=pixel_size, minimum=minimum, maximum=maximum)
 
