@@ -314,7 +314,7 @@ def read_micrographs(
     pattern
         Glob pattern for inputs that are directories.
     read_headers
-        Read each MRC header for shape and header pixel size (about 0.1 ms a file).
+        Read each MRC header for shape and header pixel size (about 0.2 ms a file from the page cache, 2-core EPYC).
     allow_outside_project
         Accept star/cs/csg entries outside the project directory (refused by default:
         see :func:`check_inside`).
