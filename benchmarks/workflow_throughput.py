@@ -40,8 +40,8 @@ def main() -> None:
         (work / "mics.txt").write_text("".join(f"{p}\n" for p in paths))
         runs, workflows = [], []
         for i in range(args.rounds):
-            command = ["run", "--input", "mics.txt", "--outdir", f"run{i}", "--device", "cpu"]
-            runs.append(timed([str(BIN / "miffi"), *command, "--no-progress", "-q"], work))
+            command = [str(BIN / "miffi"), "run", "--input", "mics.txt", "--outdir", f"run{i}", "--device", "cpu"]
+            runs.append(timed([*command, "--no-progress", "-q"], work))
             write_config(work, f"wf{i}", "k3", "mics.txt", args.chunks)
             workflows.append(timed(snakemake(work, cores=os.cpu_count()), work))
         run, workflow = sum(runs), sum(workflows)

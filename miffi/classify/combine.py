@@ -141,7 +141,7 @@ def combine(predictions: pd.DataFrame, rule: str = "miffi") -> pd.DataFrame:
     """
     rules = group_rules(rule)
     # one array and the row range of each micrograph, not a pandas group per micrograph
-    # (~1 ms each: 20 s at 20,000 micrographs on every combine of the workflow)
+    # (~1.3 ms each, measured at 2,000 micrographs, on every combine of the workflow)
     codes, micrographs = pd.factorize(predictions["micrograph"], sort=False)
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(len(micrographs) + 1))
@@ -271,20 +271,19 @@ def categorise(combined: pd.DataFrame, settings: CategorySettings | None = None)
     single, some = bad_count == 1, bad_count > 0
     crystal = out["crystallinity"].to_numpy(dtype=object)
     first_bad = bad.argmax(axis=1)
-    in_crystallinity = first_bad == GROUP_ORDER.index("crystallinity")
+    crystallinity = GROUP_ORDER.index("crystallinity")
+    in_crystallinity = first_bad == crystallinity
     # a singly-bad major_crystalline micrograph is as sure as P(major_crystalline) alone
     major = single & in_crystallinity & (crystal == "major_crystalline")
     p_major = out["p_major_crystalline"].to_numpy(dtype=np.float64)
-    least_sure_bad = np.where(major, p_major, np.where(bad, confidence, np.inf).min(axis=1, initial=np.inf))
-    unsure_bad = np.where(
-        major, p_major < thresholds[GROUP_ORDER.index("crystallinity")], (bad & (confidence < thresholds)).any(axis=1)
-    )
-    least_sure_good = confidence.min(axis=1, initial=np.inf)
+    least_sure_bad = np.where(major, p_major, np.where(bad, confidence, np.inf).min(axis=1))
+    unsure_bad = np.where(major, p_major < thresholds[crystallinity], (bad & (confidence < thresholds)).any(axis=1))
+    least_sure_good = confidence.min(axis=1)
     single_name = np.where(
         in_crystallinity, "bad_" + crystal, "bad_" + np.asarray(GROUP_ORDER, dtype=object)[first_bad]
     )
     out["bad_groups"] = bad_count
-    out["category"] = np.where(some, np.where(single, single_name, "bad_multiple"), "good").astype(object)
+    out["category"] = np.select([~some, single], ["good", single_name], "bad_multiple").astype(object)
     out["confidence"] = np.where(some, least_sure_bad, least_sure_good)
     out["confidence_level"] = np.where(
         np.where(some, unsure_bad, least_sure_good < settings.good_threshold), "low", "high"
