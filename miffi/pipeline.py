@@ -374,7 +374,7 @@ class RunOptions:
     formats: Sequence[str] = FORMATS
     export_categories: Sequence[str] | None = None
     split_confidence: bool = False
-    batch_size: int = 16
+    batch_size: int | None = None  # None: inference.default_batch_size of the device
     bf16: bool = False
     fast: bool = False  # the fastest precision on this device (inference.choose_bf16)
     pixel_size: float | None = None

@@ -58,8 +58,8 @@ class RingGrid:
     and the uniform k² grid the profiles are resampled on."""
 
     index: np.ndarray
-    bins: np.ndarray
-    sector: np.ndarray
+    bin_of: np.ndarray  # radial bin + bins · sector of each sample of ``index``
+    counts: np.ndarray  # samples per [sector, radial bin]
     centres2: np.ndarray
     k2: np.ndarray
 
@@ -80,7 +80,9 @@ def ring_grid(rows: int, cols: int, pixel_size: float) -> RingGrid | None:
     bins = np.floor((k[index] - 1 / LOW_RESOLUTION) / step).astype(int)
     centres = (np.arange(int(bins.max()) + 1) + 0.5) * step + 1 / LOW_RESOLUTION
     sector = np.minimum((angle[index] / (np.pi / SECTORS)).astype(int), SECTORS - 1)
-    return RingGrid(index, bins, sector, centres**2, np.linspace((1 / LOW_RESOLUTION) ** 2, high**2, SAMPLES))
+    bin_of = bins + centres.size * sector
+    counts = np.bincount(bin_of, None, centres.size * SECTORS).reshape(SECTORS, centres.size)
+    return RingGrid(index, bin_of, counts, centres**2, np.linspace((1 / LOW_RESOLUTION) ** 2, high**2, SAMPLES))
 
 
 def _period(defocus: float | np.ndarray) -> float | np.ndarray:
@@ -142,11 +144,9 @@ def ctf_metrics(amplitude: np.ndarray, pixel_size: float) -> dict[str, float]:
     grid = ring_grid(*amplitude.shape, round(float(pixel_size), 4))
     if grid is None:
         return unknown
-    power = np.asarray(amplitude, dtype=np.float64).ravel()[grid.index] ** 2
-    count = int(grid.bins.max()) + 1
-    combined = grid.bins + count * grid.sector
-    sums = np.bincount(combined, power, count * SECTORS).reshape(SECTORS, count)
-    counts = np.bincount(combined, None, count * SECTORS).reshape(SECTORS, count)
+    power = np.asarray(amplitude).ravel()[grid.index].astype(np.float64) ** 2  # (gathered, then widened)
+    counts = grid.counts
+    sums = np.bincount(grid.bin_of, power, counts.size).reshape(counts.shape)
 
     def profile(total: np.ndarray, n: np.ndarray) -> np.ndarray:
         seen = (n > 0) & (total > 0)

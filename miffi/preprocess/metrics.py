@@ -83,19 +83,24 @@ LATTICE_SECTORS, LATTICE_RING, LATTICE_REFERENCE = 90, 0.003, (0.006, 0.012)
 
 @dataclass(frozen=True)
 class SpectralBands:
-    """Flat indices into an rfft2 half-spectrum of each band the metrics use."""
+    """Flat indices into an rfft2 half-spectrum of each band the metrics use, and the
+    number of samples in each bin of the binned ones (the same for every spectrum)."""
 
     ring: np.ndarray
     reference: np.ndarray
     ice: np.ndarray
     ice_bins: np.ndarray
+    ice_bins_n: np.ndarray
     ice_rings: np.ndarray
     lattice: np.ndarray  # samples on the rings, and their ring·sector bin
     lattice_bin: np.ndarray
+    lattice_n: np.ndarray
     lattice_reference: np.ndarray  # samples beside the rings, and their bin
     lattice_reference_bin: np.ndarray
+    lattice_reference_n: np.ndarray
     sector: np.ndarray
     sector_of: np.ndarray
+    sector_n: np.ndarray
     flat_low: np.ndarray
     flat_high: np.ndarray
 
@@ -128,18 +133,23 @@ def spectral_bands(rows: int, cols: int, pixel_size: float) -> SpectralBands:
     lattice, reference = np.concatenate(near), np.concatenate(beside)
     lattice_bin = np.concatenate([sector_bin[i] + r * LATTICE_SECTORS for r, i in enumerate(near)])
     reference_bin = np.concatenate([sector_bin[i] + r * LATTICE_SECTORS for r, i in enumerate(beside)])
+    bins = len(ICE_SPACINGS) * LATTICE_SECTORS
     return SpectralBands(
         band(WATER_RING_BAND),
         band(WATER_RING_REFERENCE),
         ice,
         ice_bins,
+        np.bincount(ice_bins),
         rings,
         lattice,
         lattice_bin,
+        np.bincount(lattice_bin, None, bins),
         reference,
         reference_bin,
+        np.bincount(reference_bin, None, bins),
         sector,
         sector_of,
+        np.bincount(sector_of, None, ANISOTROPY_SECTORS),
         band(FLAT_LOW),
         band(FLAT_HIGH),
     )
@@ -158,23 +168,21 @@ def spectral_metrics(amplitude: np.ndarray, pixel_size: float) -> dict[str, floa
         return float(power(index).mean()) if index.size else math.nan
 
     ice = power(bands.ice)
-    profile = np.bincount(bands.ice_bins, ice) / np.maximum(np.bincount(bands.ice_bins), 1)
+    profile = np.bincount(bands.ice_bins, ice) / np.maximum(bands.ice_bins_n, 1)
     profile = profile[profile > 0]
     rings = power(bands.ice_rings)
     bins = len(ICE_SPACINGS) * LATTICE_SECTORS
     on_ring = np.bincount(bands.lattice_bin, power(bands.lattice), bins)
-    on_ring_n = np.bincount(bands.lattice_bin, None, bins)
+    on_ring_n = bands.lattice_n
     beside = np.bincount(bands.lattice_reference_bin, power(bands.lattice_reference), bins)
-    beside_n = np.bincount(bands.lattice_reference_bin, None, bins)
+    beside_n = bands.lattice_reference_n
     seen = (on_ring_n > 0) & (beside_n > 0) & (beside > 0)
     contrast = np.where(
         seen, on_ring * np.maximum(beside_n, 1) / np.maximum(on_ring_n, 1) / np.where(seen, beside, 1), np.nan
     )
     per_ring = contrast.reshape(len(ICE_SPACINGS), LATTICE_SECTORS)
     peaks = [np.nanmax(r) / np.nanmedian(r) for r in per_ring if np.isfinite(r).sum() >= LATTICE_SECTORS // 2]
-    sectors = np.bincount(bands.sector_of, power(bands.sector), ANISOTROPY_SECTORS) / np.maximum(
-        np.bincount(bands.sector_of, None, ANISOTROPY_SECTORS), 1
-    )
+    sectors = np.bincount(bands.sector_of, power(bands.sector), ANISOTROPY_SECTORS) / np.maximum(bands.sector_n, 1)
     return {
         "water_ring": mean(bands.ring) / mean(bands.reference),
         "ice_peak": float(profile.max() / np.median(profile)) if profile.size else math.nan,
