@@ -80,12 +80,22 @@ def load_squares(path: str | Path, pixel_size: float | None, config: PreprocessC
     return LoadedMicrograph(str(path), squares, offset, layout, header)
 
 
+#: Rows per call of the row transforms (of all squares at once): only their kept columns
+#: are stored, so the full half-spectrum (as large as the squares) is never held.
+ROW_BLOCK = 512
+
+
 def _cropped_rfft2_cpu(squares: np.ndarray, crop: int) -> np.ndarray:
-    # Row transforms first, then only the D/2+1 kept columns go through the column FFT.
+    # Row transforms first, then only the D/2+1 kept columns go through the column FFT
+    # (in place). Each row's transform is computed on its own, so blocks of rows give the
+    # same values as one call.
     half = crop // 2
     side = squares.shape[-1]
     workers = available_cores()
-    spectrum = scipy.fft.rfft(squares, axis=-1, workers=workers)[..., : half + 1]
+    spectrum = np.empty((*squares.shape[:-1], half + 1), dtype=np.result_type(squares.dtype, np.complex64))
+    for start in range(0, squares.shape[-2], ROW_BLOCK):
+        rows = slice(start, start + ROW_BLOCK)
+        spectrum[..., rows, :] = scipy.fft.rfft(squares[..., rows, :], axis=-1, workers=workers)[..., : half + 1]
     spectrum = scipy.fft.fft(spectrum, axis=-2, workers=workers, overwrite_x=True)
     return np.concatenate([spectrum[..., :half, :], spectrum[..., side - half :, :]], axis=-2)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from miffi.preprocess import recipe
 from miffi.preprocess.config import PreprocessConfig
 from miffi.preprocess.recipe import load_squares, power_spectrum_image, preprocess_loaded, robust_normalise
 from tests.support.micrographs import structured_image, write_mrc
@@ -94,3 +95,17 @@ def test_real_micrograph_matches_reference(realdata):
         image = mrc.data.astype(np.float32)
     tensor = preprocess_loaded(loaded, PreprocessConfig(), CPU).tensor
     assert max_difference(tensor, reference_variants(image, 1.0)) <= TOLERANCE
+
+
+def test_row_blocks_give_the_transform_of_one_call(monkeypatch):
+    # The CPU path stores the kept columns of the row transforms block by block; blocks
+    # that do not divide the side (and one block for everything) must give the same bits.
+    squares = np.random.default_rng(3).normal(size=(2, 1001, 1001)).astype(np.float32)
+    monkeypatch.setattr(recipe, "ROW_BLOCK", 1001)
+    whole = recipe.cropped_transform(squares, 540, CPU)
+    monkeypatch.setattr(recipe, "ROW_BLOCK", 64)
+    blocks = recipe.cropped_transform(squares, 540, CPU)
+    for one, many in zip(whole, blocks):
+        assert torch.equal(one, many)
+    expected = np.fft.rfft2(squares.astype(np.float64))[:, np.r_[0:270, 731:1001], :271]
+    assert np.abs(blocks[1].numpy() - np.abs(expected)).max() < 1e-5 * np.abs(expected).max()
