@@ -31,10 +31,15 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from miffi.preprocess.device_indices import device_indices
 from miffi.preprocess.metric_names import CTF_METRICS
+
+if TYPE_CHECKING:
+    import torch
 
 VOLTAGE_KV, CS_MM, AMPLITUDE_CONTRAST = 300.0, 2.7, 0.1
 LOW_RESOLUTION, HIGH_RESOLUTION = 40.0, 3.3
@@ -138,15 +143,38 @@ def _fit_resolution(observed: np.ndarray, model: np.ndarray, k2: np.ndarray, def
     return math.nan if reached is None else float(1 / math.sqrt(k2[min(reached, len(k2) - 1)]))
 
 
-def ctf_metrics(amplitude: np.ndarray, pixel_size: float) -> dict[str, float]:
+def ring_sums(amplitude: torch.Tensor, pixel_size: float) -> np.ndarray | None:
+    """The power sums of one square's half-spectrum ``|Fc|`` per [sector, radial bin] of
+    its :func:`ring_grid`, reduced on the spectrum's device; None without that band."""
+    import torch
+
+    rows, cols = amplitude.shape
+    pixel = round(float(pixel_size), 4)
+    indices = device_indices(ring_grid, rows, cols, pixel, amplitude.device)
+    if not indices:
+        return None
+    power = amplitude.reshape(-1).index_select(0, indices["index"]).double().square()  # (gathered, then widened)
+    size = int(indices["counts"].numel())
+    return torch.bincount(indices["bin_of"], power, size).cpu().numpy()
+
+
+def ctf_metrics(amplitude: np.ndarray | torch.Tensor, pixel_size: float) -> dict[str, float]:
     """The CTF metrics (see the module's docstring) of one square's half-spectrum ``|Fc|``."""
+    import torch
+
+    spectrum = torch.as_tensor(amplitude)
+    rows, cols = spectrum.shape
+    return ctf_metrics_from(ring_sums(spectrum, pixel_size), rows, cols, pixel_size)
+
+
+def ctf_metrics_from(sums: np.ndarray | None, rows: int, cols: int, pixel_size: float) -> dict[str, float]:
+    """The CTF metrics from the :func:`ring_sums` of a ``rows × cols`` half-spectrum."""
     unknown = dict.fromkeys(CTF_METRICS, math.nan)
-    grid = ring_grid(*amplitude.shape, round(float(pixel_size), 4))
-    if grid is None:
+    grid = ring_grid(rows, cols, round(float(pixel_size), 4))
+    if grid is None or sums is None:
         return unknown
-    power = np.asarray(amplitude).ravel()[grid.index].astype(np.float64) ** 2  # (gathered, then widened)
     counts = grid.counts
-    sums = np.bincount(grid.bin_of, power, counts.size).reshape(counts.shape)
+    sums = sums.reshape(counts.shape)
 
     def profile(total: np.ndarray, n: np.ndarray) -> np.ndarray:
         seen = (n > 0) & (total > 0)

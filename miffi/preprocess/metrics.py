@@ -62,12 +62,17 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.ndimage as ndi
 
-from miffi.preprocess.ctf import ctf_metrics
+from miffi.preprocess.ctf import ctf_metrics_from, ring_sums
+from miffi.preprocess.device_indices import device_indices
 from miffi.preprocess.film_edges import film_edge
+
+if TYPE_CHECKING:
+    import torch
 
 WATER_RING_BAND = (3.5, 3.9)
 WATER_RING_REFERENCE = (4.5, 6.0)
@@ -155,54 +160,112 @@ def spectral_bands(rows: int, cols: int, pixel_size: float) -> SpectralBands:
     )
 
 
-def spectral_metrics(amplitude: np.ndarray, pixel_size: float) -> dict[str, float]:
-    """Metrics of one square's cropped half-spectrum ``|Fc|`` (``[D, D/2+1]``)."""
-    bands = spectral_bands(*amplitude.shape, round(float(pixel_size), 4))
-    flat = np.asarray(amplitude).ravel()
+@dataclass(frozen=True)
+class SpectralSums:
+    """The reductions of one square's half-spectrum that its spectral and CTF metrics
+    need: small arrays, made where the spectrum is (from a GPU only these come back)."""
 
-    def power(index: np.ndarray) -> np.ndarray:
-        squared: np.ndarray = flat[index].astype(np.float64) ** 2
-        return squared
+    means: np.ndarray  # mean power of the water-ring, its reference, the flat-low and flat-high bands
+    ice: np.ndarray  # power sums per radial ice bin
+    ring_quantiles: np.ndarray  # 99.5th percentile and median of the power on the ice rings
+    on_ring: np.ndarray  # power sums per ring·sector bin, on and beside the ice rings
+    beside: np.ndarray
+    sectors: np.ndarray  # power sums per anisotropy sector
+    thon: np.ndarray | None  # ctf.ring_sums
 
-    def mean(index: np.ndarray) -> float:
-        return float(power(index).mean()) if index.size else math.nan
 
-    ice = power(bands.ice)
-    profile = np.bincount(bands.ice_bins, ice) / np.maximum(bands.ice_bins_n, 1)
-    profile = profile[profile > 0]
-    rings = power(bands.ice_rings)
+def spectral_sums(amplitude: torch.Tensor, pixel_size: float) -> SpectralSums:
+    """:class:`SpectralSums` of one square's cropped half-spectrum ``|Fc|`` (``[D, D/2+1]``),
+    reduced on its device (powers in float64)."""
+    import torch
+
+    rows, cols = amplitude.shape
+    pixel = round(float(pixel_size), 4)
+    indices = device_indices(spectral_bands, rows, cols, pixel, amplitude.device)
+    flat = amplitude.reshape(-1)
+    nan = torch.tensor(math.nan, dtype=torch.float64, device=amplitude.device)
+
+    def power(band: str) -> torch.Tensor:
+        return flat.index_select(0, indices[band]).double().square()
+
+    def mean(band: str) -> torch.Tensor:
+        values = power(band)
+        return values.mean() if values.numel() else nan
+
+    def sums(band: str, bin_of: str, size: int) -> np.ndarray:
+        return torch.bincount(indices[bin_of], power(band), size).cpu().numpy()
+
+    rings = power("ice_rings")
+    quantiles = torch.tensor([0.995, 0.5], dtype=torch.float64, device=amplitude.device)
     bins = len(ICE_SPACINGS) * LATTICE_SECTORS
-    on_ring = np.bincount(bands.lattice_bin, power(bands.lattice), bins)
-    on_ring_n = bands.lattice_n
-    beside = np.bincount(bands.lattice_reference_bin, power(bands.lattice_reference), bins)
-    beside_n = bands.lattice_reference_n
+    return SpectralSums(
+        means=torch.stack([mean("ring"), mean("reference"), mean("flat_low"), mean("flat_high")]).cpu().numpy(),
+        ice=sums("ice", "ice_bins", int(indices["ice_bins_n"].numel())),
+        ring_quantiles=(torch.quantile(rings, quantiles) if rings.numel() else nan.expand(2)).cpu().numpy(),
+        on_ring=sums("lattice", "lattice_bin", bins),
+        beside=sums("lattice_reference", "lattice_reference_bin", bins),
+        sectors=sums("sector", "sector_of", ANISOTROPY_SECTORS),
+        thon=ring_sums(amplitude, pixel_size),
+    )
+
+
+def spectral_metrics(amplitude: np.ndarray | torch.Tensor, pixel_size: float) -> dict[str, float]:
+    """Metrics of one square's cropped half-spectrum ``|Fc|`` (``[D, D/2+1]``)."""
+    import torch
+
+    spectrum = torch.as_tensor(amplitude)
+    rows, cols = spectrum.shape
+    return spectral_metrics_from(spectral_sums(spectrum, pixel_size), rows, cols, pixel_size)
+
+
+def spectral_metrics_from(sums: SpectralSums, rows: int, cols: int, pixel_size: float) -> dict[str, float]:
+    """The spectral and CTF metrics from the :func:`spectral_sums` of a ``rows × cols``
+    half-spectrum."""
+    bands = spectral_bands(rows, cols, round(float(pixel_size), 4))
+    ring, reference, flat_low, flat_high = (float(m) for m in sums.means)
+    profile = sums.ice / np.maximum(bands.ice_bins_n, 1)
+    profile = profile[profile > 0]
+    on_ring, on_ring_n = sums.on_ring, bands.lattice_n
+    beside, beside_n = sums.beside, bands.lattice_reference_n
     seen = (on_ring_n > 0) & (beside_n > 0) & (beside > 0)
     contrast = np.where(
         seen, on_ring * np.maximum(beside_n, 1) / np.maximum(on_ring_n, 1) / np.where(seen, beside, 1), np.nan
     )
     per_ring = contrast.reshape(len(ICE_SPACINGS), LATTICE_SECTORS)
     peaks = [np.nanmax(r) / np.nanmedian(r) for r in per_ring if np.isfinite(r).sum() >= LATTICE_SECTORS // 2]
-    sectors = np.bincount(bands.sector_of, power(bands.sector), ANISOTROPY_SECTORS) / np.maximum(bands.sector_n, 1)
+    sectors = sums.sectors / np.maximum(bands.sector_n, 1)
+    high, median = (float(q) for q in sums.ring_quantiles)
     return {
-        "water_ring": mean(bands.ring) / mean(bands.reference),
+        "water_ring": ring / reference,
         "ice_peak": float(profile.max() / np.median(profile)) if profile.size else math.nan,
-        "ice_spots": float(np.percentile(rings, 99.5) / np.median(rings)) if rings.size else math.nan,
+        "ice_spots": high / median,
         "ice_lattice": float(max(peaks)) if peaks else math.nan,
         "anisotropy": float(1 - sectors.min() / sectors.max()) if sectors.max() > 0 else math.nan,
         "anisotropy_angle": (int(np.argmin(sectors)) + 0.5) * 180 / ANISOTROPY_SECTORS,
-        "flatness": mean(bands.flat_low) / mean(bands.flat_high),
-        **ctf_metrics(amplitude, pixel_size),
+        "flatness": flat_low / flat_high,
+        **ctf_metrics_from(sums.thon, rows, cols, pixel_size),
     }
 
 
-def _block_mean(image: np.ndarray, step: int) -> np.ndarray:
-    """Means of ``step × step`` blocks (a remainder at the edges is dropped)."""
-    if step == 1:
-        return image
+def coarse_grid(pixel_size: float | None, shape: tuple[int, ...]) -> tuple[int, float]:
+    """The block size that takes an image of ``shape`` at ``pixel_size`` (Å; None: the
+    image is taken as 4000 Å wide, e.g. PNGs of unknown scale) to about 12 Å per pixel,
+    and the pixel size after it."""
+    apix = pixel_size or 4000.0 / max(shape)
+    step = max(1, int(12.0 // apix))
+    return step, apix * step
+
+
+def block_means(images: torch.Tensor, step: int) -> torch.Tensor:
+    """Means of ``step × step`` blocks of each ``[..., H, W]`` plane, on its device (a
+    remainder at the edges is dropped)."""
     import torch  # imported here: the stages that only read metrics should not pay for torch
 
-    tensor = torch.from_numpy(np.require(image, np.float32, ["C_CONTIGUOUS", "WRITEABLE"]))[None, None]
-    return torch.nn.functional.avg_pool2d(tensor, step)[0, 0].numpy()
+    if step == 1:
+        return images
+    planes = images.reshape(-1, 1, *images.shape[-2:])
+    pooled = torch.nn.functional.avg_pool2d(planes, step)
+    return pooled.reshape(*images.shape[:-2], *pooled.shape[-2:])
 
 
 def realspace_metrics(
@@ -210,16 +273,20 @@ def realspace_metrics(
 ) -> dict[str, float]:
     """Metrics of the real-space image ``scale · image + offset`` (any intensity units).
 
-    ``pixel_size`` (Å) sets the smoothing and object sizes; without one (e.g. PNGs of
-    unknown scale) the image width is taken as 4000 Å. (``scale`` and ``offset`` are
-    applied after block averaging, which is cheaper than on the full image.)
+    ``pixel_size`` (Å) sets the smoothing and object sizes (:func:`coarse_grid`). (``scale``
+    and ``offset`` are applied after block averaging, which is cheaper than on the full
+    image.)
     """
-    image = np.asarray(image, dtype=np.float32)
-    apix = pixel_size or 4000.0 / max(image.shape)
-    step = max(1, int(12.0 // apix))  # work at ~12 Å per pixel
-    small = _block_mean(image, step) * scale + offset
-    small_apix = apix * step
+    import torch
 
+    image = np.require(image, np.float32, ["C_CONTIGUOUS", "WRITEABLE"])
+    step, coarse_apix = coarse_grid(pixel_size, image.shape)
+    return coarse_metrics(block_means(torch.from_numpy(image), step).numpy() * scale + offset, coarse_apix)
+
+
+def coarse_metrics(small: np.ndarray, small_apix: float) -> dict[str, float]:
+    """The real-space metrics of an image in blocks of about 12 Å (:func:`coarse_grid`),
+    in input intensity units."""
     fine = ndi.gaussian_filter(small, 20.0 / small_apix)
     median = float(np.median(fine))
     spread = 1.4826 * float(np.median(np.abs(fine - median))) or float(fine.std()) or 1.0

@@ -12,7 +12,7 @@ in torch. Only the forward crop and the inverse transform differ between the two
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +26,14 @@ from miffi.errors import MicrographError
 from miffi.mrc import MrcHeader, open_micrograph
 from miffi.preprocess.config import PreprocessConfig
 from miffi.preprocess.metric_names import micrograph_metrics
-from miffi.preprocess.metrics import realspace_metrics, spectral_metrics
+from miffi.preprocess.metrics import (
+    SpectralSums,
+    block_means,
+    coarse_grid,
+    coarse_metrics,
+    spectral_metrics_from,
+    spectral_sums,
+)
 from miffi.preprocess.squares import SquareLayout, layout_for
 
 
@@ -225,28 +232,48 @@ class Preprocessed:
 
 
 @dataclass(frozen=True)
+class SquareSums:
+    """What the metrics need of one square's cropped planes (:mod:`miffi.preprocess.metrics`)."""
+
+    spectral: SpectralSums
+    coarse: np.ndarray  # the real-space image in blocks of about 12 Å, offset-free
+
+
+def square_sums(image: torch.Tensor, amplitude: torch.Tensor, layout: SquareLayout) -> list[SquareSums]:
+    """The :class:`SquareSums` of ``[k, D, D]`` images and ``[k, D, D/2+1]`` amplitudes,
+    reduced on their device."""
+    step, _ = coarse_grid(layout.output_pixel_size, tuple(image.shape[-2:]))
+    coarse = block_means(image.to(torch.float32), step).cpu().numpy()
+    return [SquareSums(spectral_sums(a, layout.output_pixel_size), c) for a, c in zip(amplitude, coarse)]
+
+
+@dataclass(frozen=True)
 class Transformed:
-    """One micrograph after the transforms, before its metrics: the cached array and the
-    cropped planes the metrics are computed from, in host memory of its own (not the
-    micrograph's squares, nor its batch's arrays: many of these wait for the metrics)."""
+    """One micrograph after the transforms, before its metrics: the cached array, and the
+    reductions of its cropped planes that the metrics need.
+
+    ``sums`` gives those reductions. On a GPU they were made there and only they came
+    back; on the CPU they are made when called, from the planes (in host memory of their
+    own: many of these wait for the metrics), in :meth:`finish`, which a pipeline runs
+    beside the transforms of the next micrographs.
+    """
 
     layout: SquareLayout
     offset: float
     tensor: np.ndarray  # [squares, channels, size, size] float32
-    image: np.ndarray  # [squares, D, D]: irfft2 of the offset-free crop
-    amplitude: np.ndarray  # [squares, D, D/2+1]: |Fc|
+    sums: Callable[[], list[SquareSums]]
 
     def finish(self) -> Preprocessed:
-        """The metrics of each square (:mod:`miffi.preprocess.metrics`): CPU work, which a
-        pipeline runs beside the transforms of the next micrographs."""
+        """The metrics of each square: CPU work, on small arrays."""
         layout = self.layout
         scale = (layout.crop / layout.side) ** 2  # back to input intensity units per pixel
+        _, coarse_apix = coarse_grid(layout.output_pixel_size, (layout.crop, layout.crop))
         metrics = [
             {
-                **spectral_metrics(self.amplitude[i], layout.output_pixel_size),
-                **realspace_metrics(self.image[i], layout.output_pixel_size, scale, self.offset),
+                **spectral_metrics_from(sums.spectral, layout.crop, layout.crop // 2 + 1, layout.output_pixel_size),
+                **coarse_metrics(sums.coarse * scale + self.offset, coarse_apix),
             }
-            for i in range(layout.count)
+            for sums in self.sums()
         ]
         return Preprocessed(self.tensor, metrics)
 
@@ -267,6 +294,19 @@ def _stacked(batch: Sequence[LoadedMicrograph], device: torch.device) -> np.ndar
     return out
 
 
+def _sums(
+    image: torch.Tensor, amplitude: torch.Tensor, layout: SquareLayout, shared: bool
+) -> Callable[[], list[SquareSums]]:
+    """:attr:`Transformed.sums` of one micrograph's planes: reduced now on a GPU, later on
+    the CPU (from copies of its own where the planes are ``shared`` with a batch's)."""
+    if image.device.type != "cpu":
+        made = square_sums(image, amplitude, layout)
+        return lambda: made
+    if shared:  # (so that the batch's arrays can go)
+        image, amplitude = image.clone(), amplitude.clone()
+    return lambda: square_sums(image, amplitude, layout)
+
+
 def transform_batch(
     batch: Sequence[LoadedMicrograph], config: PreprocessConfig, device: torch.device
 ) -> list[Transformed | MicrographError]:
@@ -282,7 +322,7 @@ def transform_batch(
     image, amplitude = cropped_transform(_stacked(batch, device), batch[0].layout.crop, device, offsets)
     tensor = planes_to_tensor(image, amplitude, config)
     finite = torch.isfinite(tensor).flatten(1).all(dim=1).cpu().numpy()
-    tensors, images, amplitudes = (x.cpu().numpy() for x in (tensor, image, amplitude))
+    tensors = tensor.cpu().numpy()
     own = np.array if len(batch) > 1 else np.asarray  # (a copy, so the batch's arrays can go)
     results: list[Transformed | MicrographError] = []
     start = 0
@@ -290,8 +330,14 @@ def transform_batch(
         part = slice(start, start + count)
         start += count
         if finite[part].all():
-            arrays = (own(x[part]) for x in (tensors, images, amplitudes))
-            results.append(Transformed(loaded.layout, loaded.offset, *arrays))
+            results.append(
+                Transformed(
+                    loaded.layout,
+                    loaded.offset,
+                    own(tensors[part]),
+                    _sums(image[part], amplitude[part], loaded.layout, len(batch) > 1),
+                )
+            )
         elif not np.isfinite(loaded.squares).all():
             results.append(MicrographError(loaded.path, "contains NaN or Inf values"))
         else:
