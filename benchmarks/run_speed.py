@@ -57,7 +57,13 @@ def bench(paths: list[Path], model: Path, work: Path, device: torch.device, labe
         predict(classifier, cache, names[:1], device, bf16=bf16, progress=False)  # warm-up
         start = time.perf_counter()
         predict(
-            classifier, cache, names, device, batch_size=32 if device.type == "cuda" else 16, bf16=bf16, progress=False
+            classifier,
+            cache,
+            names,
+            device,
+            batch_size=32 if device.type == "cuda" else None,
+            bf16=bf16,
+            progress=False,
         )
         per = (time.perf_counter() - start) / n
         print(

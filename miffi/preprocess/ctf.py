@@ -31,11 +31,11 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from miffi.preprocess.device_indices import device_indices
+from miffi.preprocess.grids import binned_power, device_grid, host_grid
 from miffi.preprocess.metric_names import CTF_METRICS
 
 if TYPE_CHECKING:
@@ -67,6 +67,8 @@ class RingGrid:
     counts: np.ndarray  # samples per [sector, radial bin]
     centres2: np.ndarray
     k2: np.ndarray
+
+    DEVICE_FIELDS: ClassVar[tuple[str, ...]] = ("index", "bin_of")  # (grids.device_grid)
 
 
 @functools.lru_cache(maxsize=16)
@@ -143,34 +145,23 @@ def _fit_resolution(observed: np.ndarray, model: np.ndarray, k2: np.ndarray, def
     return math.nan if reached is None else float(1 / math.sqrt(k2[min(reached, len(k2) - 1)]))
 
 
-def ring_sums(amplitude: torch.Tensor, pixel_size: float) -> np.ndarray | None:
-    """The power sums of one square's half-spectrum ``|Fc|`` per [sector, radial bin] of
-    its :func:`ring_grid`, reduced on the spectrum's device; None without that band."""
-    import torch
-
-    rows, cols = amplitude.shape
-    pixel = round(float(pixel_size), 4)
-    indices = device_indices(ring_grid, rows, cols, pixel, amplitude.device)
-    if not indices:
+def ring_sums(amplitudes: torch.Tensor, pixel_size: float) -> torch.Tensor | None:
+    """The power sums of ``[k, rows, cols]`` half-spectra ``|Fc|`` per [sector, radial bin]
+    of their :func:`ring_grid` (flat, one row per square), on their device; None without
+    that band."""
+    k, rows, cols = amplitudes.shape
+    on = device_grid(ring_grid, rows, cols, pixel_size, amplitudes.device)
+    grid = host_grid(ring_grid, rows, cols, pixel_size)
+    if grid is None:
         return None
-    power = amplitude.reshape(-1).index_select(0, indices["index"]).double().square()  # (gathered, then widened)
-    size = int(indices["counts"].numel())
-    return torch.bincount(indices["bin_of"], power, size).cpu().numpy()
-
-
-def ctf_metrics(amplitude: np.ndarray | torch.Tensor, pixel_size: float) -> dict[str, float]:
-    """The CTF metrics (see the module's docstring) of one square's half-spectrum ``|Fc|``."""
-    import torch
-
-    spectrum = torch.as_tensor(amplitude)
-    rows, cols = spectrum.shape
-    return ctf_metrics_from(ring_sums(spectrum, pixel_size), rows, cols, pixel_size)
+    return binned_power(amplitudes.reshape(k, -1), on["index"], on["bin_of"], grid.counts.size)
 
 
 def ctf_metrics_from(sums: np.ndarray | None, rows: int, cols: int, pixel_size: float) -> dict[str, float]:
-    """The CTF metrics from the :func:`ring_sums` of a ``rows × cols`` half-spectrum."""
+    """The CTF metrics (see the module's docstring) from the :func:`ring_sums` of one
+    ``rows × cols`` half-spectrum."""
     unknown = dict.fromkeys(CTF_METRICS, math.nan)
-    grid = ring_grid(rows, cols, round(float(pixel_size), 4))
+    grid = host_grid(ring_grid, rows, cols, pixel_size)
     if grid is None or sums is None:
         return unknown
     counts = grid.counts

@@ -62,14 +62,14 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import scipy.ndimage as ndi
 
-from miffi.preprocess.ctf import ctf_metrics_from, ring_sums
-from miffi.preprocess.device_indices import device_indices
+from miffi.preprocess.ctf import ctf_metrics_from, ring_grid, ring_sums
 from miffi.preprocess.film_edges import film_edge
+from miffi.preprocess.grids import band_power, binned_power, device_grid, host_grid
 
 if TYPE_CHECKING:
     import torch
@@ -108,6 +108,11 @@ class SpectralBands:
     sector_n: np.ndarray
     flat_low: np.ndarray
     flat_high: np.ndarray
+
+    DEVICE_FIELDS: ClassVar[tuple[str, ...]] = (  # (grids.device_grid)
+        *("ring", "reference", "flat_low", "flat_high", "ice", "ice_bins", "ice_rings"),
+        *("lattice", "lattice_bin", "lattice_reference", "lattice_reference_bin", "sector", "sector_of"),
+    )
 
 
 @functools.lru_cache(maxsize=16)
@@ -160,12 +165,16 @@ def spectral_bands(rows: int, cols: int, pixel_size: float) -> SpectralBands:
     )
 
 
+#: The mean power of these bands is the first part of every row of :func:`spectral_sums`.
+MEAN_BANDS = ("ring", "reference", "flat_low", "flat_high")
+
+
 @dataclass(frozen=True)
 class SpectralSums:
     """The reductions of one square's half-spectrum that its spectral and CTF metrics
-    need: small arrays, made where the spectrum is (from a GPU only these come back)."""
+    need (one row of :func:`spectral_sums`, in host memory)."""
 
-    means: np.ndarray  # mean power of the water-ring, its reference, the flat-low and flat-high bands
+    means: np.ndarray  # mean power of MEAN_BANDS (NaN: an empty band)
     ice: np.ndarray  # power sums per radial ice bin
     ring_quantiles: np.ndarray  # 99.5th percentile and median of the power on the ice rings
     on_ring: np.ndarray  # power sums per ring·sector bin, on and beside the ice rings
@@ -173,56 +182,62 @@ class SpectralSums:
     sectors: np.ndarray  # power sums per anisotropy sector
     thon: np.ndarray | None  # ctf.ring_sums
 
+    @classmethod
+    def split(cls, rows: np.ndarray, shape: tuple[int, int], pixel_size: float) -> list[SpectralSums]:
+        """The sums of each square from the rows of :func:`spectral_sums` of ``shape`` half-spectra."""
+        bands = host_grid(spectral_bands, *shape, pixel_size)
+        grid = host_grid(ring_grid, *shape, pixel_size)
+        bins = len(ICE_SPACINGS) * LATTICE_SECTORS
+        sizes = [len(MEAN_BANDS), bands.ice_bins_n.size, 2, bins, bins, ANISOTROPY_SECTORS]
+        parts = np.split(rows, np.cumsum(sizes), axis=1)
+        thon = parts[-1] if grid is not None else [None] * len(rows)
+        return [cls(*fields) for fields in zip(*parts[:-1], thon)]
 
-def spectral_sums(amplitude: torch.Tensor, pixel_size: float) -> SpectralSums:
-    """:class:`SpectralSums` of one square's cropped half-spectrum ``|Fc|`` (``[D, D/2+1]``),
-    reduced on its device (powers in float64)."""
+
+def spectral_sums(amplitudes: torch.Tensor, pixel_size: float) -> torch.Tensor:
+    """The reductions of ``[k, D, D/2+1]`` cropped half-spectra ``|Fc|`` that their spectral
+    and CTF metrics need, one float64 row per square (:meth:`SpectralSums.split`), made on
+    their device without waiting for it."""
     import torch
 
-    rows, cols = amplitude.shape
-    pixel = round(float(pixel_size), 4)
-    indices = device_indices(spectral_bands, rows, cols, pixel, amplitude.device)
-    flat = amplitude.reshape(-1)
-    nan = torch.tensor(math.nan, dtype=torch.float64, device=amplitude.device)
-
-    def power(band: str) -> torch.Tensor:
-        return flat.index_select(0, indices[band]).double().square()
-
-    def mean(band: str) -> torch.Tensor:
-        values = power(band)
-        return values.mean() if values.numel() else nan
-
-    def sums(band: str, bin_of: str, size: int) -> np.ndarray:
-        return torch.bincount(indices[bin_of], power(band), size).cpu().numpy()
-
-    rings = power("ice_rings")
-    quantiles = torch.tensor([0.995, 0.5], dtype=torch.float64, device=amplitude.device)
+    k, rows, cols = amplitudes.shape
+    on = device_grid(spectral_bands, rows, cols, pixel_size, amplitudes.device)
+    bands = host_grid(spectral_bands, rows, cols, pixel_size)
+    flat = amplitudes.reshape(k, -1)
+    rings = band_power(flat, on["ice_rings"])
+    if rings.shape[1]:
+        quantiles = torch.stack([torch.quantile(rings, q, dim=1) for q in (0.995, 0.5)], dim=1)
+    else:
+        quantiles = rings.new_full((k, 2), math.nan)
     bins = len(ICE_SPACINGS) * LATTICE_SECTORS
-    return SpectralSums(
-        means=torch.stack([mean("ring"), mean("reference"), mean("flat_low"), mean("flat_high")]).cpu().numpy(),
-        ice=sums("ice", "ice_bins", int(indices["ice_bins_n"].numel())),
-        ring_quantiles=(torch.quantile(rings, quantiles) if rings.numel() else nan.expand(2)).cpu().numpy(),
-        on_ring=sums("lattice", "lattice_bin", bins),
-        beside=sums("lattice_reference", "lattice_reference_bin", bins),
-        sectors=sums("sector", "sector_of", ANISOTROPY_SECTORS),
-        thon=ring_sums(amplitude, pixel_size),
-    )
+    thon = ring_sums(amplitudes, pixel_size)
+    parts = [
+        torch.stack([band_power(flat, on[band]).mean(dim=1) for band in MEAN_BANDS], dim=1),  # (empty: NaN)
+        binned_power(flat, on["ice"], on["ice_bins"], bands.ice_bins_n.size),
+        quantiles,
+        binned_power(flat, on["lattice"], on["lattice_bin"], bins),
+        binned_power(flat, on["lattice_reference"], on["lattice_reference_bin"], bins),
+        binned_power(flat, on["sector"], on["sector_of"], ANISOTROPY_SECTORS),
+        *([] if thon is None else [thon]),
+    ]
+    return torch.cat(parts, dim=1)
 
 
 def spectral_metrics(amplitude: np.ndarray | torch.Tensor, pixel_size: float) -> dict[str, float]:
-    """Metrics of one square's cropped half-spectrum ``|Fc|`` (``[D, D/2+1]``)."""
+    """The spectral and CTF metrics of one square's cropped half-spectrum ``|Fc|``
+    (``[D, D/2+1]``), wherever it is."""
     import torch
 
     spectrum = torch.as_tensor(amplitude)
-    rows, cols = spectrum.shape
-    return spectral_metrics_from(spectral_sums(spectrum, pixel_size), rows, cols, pixel_size)
+    shape = (spectrum.shape[0], spectrum.shape[1])
+    (sums,) = SpectralSums.split(spectral_sums(spectrum[None], pixel_size).cpu().numpy(), shape, pixel_size)
+    return spectral_metrics_from(sums, shape, pixel_size)
 
 
-def spectral_metrics_from(sums: SpectralSums, rows: int, cols: int, pixel_size: float) -> dict[str, float]:
-    """The spectral and CTF metrics from the :func:`spectral_sums` of a ``rows × cols``
-    half-spectrum."""
-    bands = spectral_bands(rows, cols, round(float(pixel_size), 4))
-    ring, reference, flat_low, flat_high = (float(m) for m in sums.means)
+def spectral_metrics_from(sums: SpectralSums, shape: tuple[int, int], pixel_size: float) -> dict[str, float]:
+    """The spectral and CTF metrics from the :class:`SpectralSums` of a half-spectrum of ``shape``."""
+    bands = host_grid(spectral_bands, *shape, pixel_size)
+    ring, reference, flat_low, flat_high = sums.means  # (numpy scalars: x / 0 is inf or NaN)
     profile = sums.ice / np.maximum(bands.ice_bins_n, 1)
     profile = profile[profile > 0]
     on_ring, on_ring_n = sums.on_ring, bands.lattice_n
@@ -234,17 +249,18 @@ def spectral_metrics_from(sums: SpectralSums, rows: int, cols: int, pixel_size: 
     per_ring = contrast.reshape(len(ICE_SPACINGS), LATTICE_SECTORS)
     peaks = [np.nanmax(r) / np.nanmedian(r) for r in per_ring if np.isfinite(r).sum() >= LATTICE_SECTORS // 2]
     sectors = sums.sectors / np.maximum(bands.sector_n, 1)
-    high, median = (float(q) for q in sums.ring_quantiles)
-    return {
-        "water_ring": ring / reference,
-        "ice_peak": float(profile.max() / np.median(profile)) if profile.size else math.nan,
-        "ice_spots": high / median,
-        "ice_lattice": float(max(peaks)) if peaks else math.nan,
-        "anisotropy": float(1 - sectors.min() / sectors.max()) if sectors.max() > 0 else math.nan,
-        "anisotropy_angle": (int(np.argmin(sectors)) + 0.5) * 180 / ANISOTROPY_SECTORS,
-        "flatness": flat_low / flat_high,
-        **ctf_metrics_from(sums.thon, rows, cols, pixel_size),
-    }
+    high, median = sums.ring_quantiles
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {
+            "water_ring": float(ring / reference),
+            "ice_peak": float(profile.max() / np.median(profile)) if profile.size else math.nan,
+            "ice_spots": float(high / median),
+            "ice_lattice": float(max(peaks)) if peaks else math.nan,
+            "anisotropy": float(1 - sectors.min() / sectors.max()) if sectors.max() > 0 else math.nan,
+            "anisotropy_angle": (int(np.argmin(sectors)) + 0.5) * 180 / ANISOTROPY_SECTORS,
+            "flatness": float(flat_low / flat_high),
+            **ctf_metrics_from(sums.thon, *shape, pixel_size),
+        }
 
 
 def coarse_grid(pixel_size: float | None, shape: tuple[int, ...]) -> tuple[int, float]:

@@ -241,10 +241,12 @@ class SquareSums:
 
 def square_sums(image: torch.Tensor, amplitude: torch.Tensor, layout: SquareLayout) -> list[SquareSums]:
     """The :class:`SquareSums` of ``[k, D, D]`` images and ``[k, D, D/2+1]`` amplitudes,
-    reduced on their device."""
+    reduced on their device (two copies back per micrograph)."""
     step, _ = coarse_grid(layout.output_pixel_size, tuple(image.shape[-2:]))
     coarse = block_means(image.to(torch.float32), step).cpu().numpy()
-    return [SquareSums(spectral_sums(a, layout.output_pixel_size), c) for a, c in zip(amplitude, coarse)]
+    rows = spectral_sums(amplitude, layout.output_pixel_size).cpu().numpy()
+    spectral = SpectralSums.split(rows, (amplitude.shape[1], amplitude.shape[2]), layout.output_pixel_size)
+    return [SquareSums(s, c) for s, c in zip(spectral, coarse)]
 
 
 @dataclass(frozen=True)
@@ -264,13 +266,14 @@ class Transformed:
     sums: Callable[[], list[SquareSums]]
 
     def finish(self) -> Preprocessed:
-        """The metrics of each square: CPU work, on small arrays."""
+        """The metrics of each square (CPU work: on the CPU the reductions too)."""
         layout = self.layout
         scale = (layout.crop / layout.side) ** 2  # back to input intensity units per pixel
         _, coarse_apix = coarse_grid(layout.output_pixel_size, (layout.crop, layout.crop))
+        shape = (layout.crop, layout.crop // 2 + 1)
         metrics = [
             {
-                **spectral_metrics_from(sums.spectral, layout.crop, layout.crop // 2 + 1, layout.output_pixel_size),
+                **spectral_metrics_from(sums.spectral, shape, layout.output_pixel_size),
                 **coarse_metrics(sums.coarse * scale + self.offset, coarse_apix),
             }
             for sums in self.sums()

@@ -10,10 +10,16 @@ import pytest
 import torch
 
 from miffi.preprocess.config import PreprocessConfig
-from miffi.preprocess.ctf import ctf_metrics
+from miffi.preprocess.metric_names import CTF_METRICS
+from miffi.preprocess.metrics import spectral_metrics
 from miffi.preprocess.recipe import cropped_transform, load_squares
 from miffi.simulate.config import parse_detector
 from miffi.simulate.dataset import simulate_dataset
+
+
+def ctf_metrics(amplitude: np.ndarray, pixel_size: float) -> dict[str, float]:
+    metrics = spectral_metrics(amplitude, pixel_size)
+    return {name: metrics[name] for name in CTF_METRICS}
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from miffi.classify.ctf_baseline import ctf_baseline, fit_resolution
 from miffi.classify.weightfree import WeightFreeThresholds, predict_metrics, shifted_thresholds
 from miffi.labels import GROUPS, is_good
 from miffi.preprocess.config import PreprocessConfig
+from miffi.preprocess.grids import bincount_rows, binned_power, index_add_rows
 from miffi.preprocess.metrics import realspace_metrics
 from miffi.preprocess.recipe import load_squares, preprocess_loaded
 from miffi.simulate.config import SimulationConfig, parse_detector
@@ -183,3 +184,21 @@ def test_ctf_baseline_rules():
     assert (verdict.iloc[:9] == "good").all()
     cryosparc = pd.DataFrame({"ctf_stats/ctf_fit_to_A": [4.0, 5.0]})
     assert fit_resolution(cryosparc).tolist() == [4.0, 5.0]
+
+
+@pytest.mark.parametrize("samples", [1200, 0])
+def test_band_power_sums_per_bin_both_ways(samples):
+    # The CPU sums with bincount and a GPU with index_add_: the same sums, both against numpy.
+    rng = np.random.default_rng(1)
+    spectra = rng.random((3, 5000)).astype(np.float32)
+    index = rng.choice(5000, samples, replace=False)
+    bins = rng.integers(0, 40, samples)
+    expected = np.stack([np.bincount(bins, row[index].astype(np.float64) ** 2, 40) for row in spectra])
+    flat, at, of = torch.from_numpy(spectra), torch.from_numpy(index), torch.from_numpy(bins)
+    power = binned_power(flat, at, of, 40)
+    assert power.dtype == torch.float64 and power.shape == (3, 40)
+    assert np.allclose(power.numpy(), expected, rtol=1e-12, atol=0)
+    squared = flat.index_select(1, at).double().square()
+    assert np.allclose(
+        index_add_rows(squared, of, 40).numpy(), bincount_rows(squared, of, 40).numpy(), rtol=1e-12, atol=0
+    )
