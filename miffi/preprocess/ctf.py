@@ -169,6 +169,8 @@ def ctf_metrics_from(sums: np.ndarray | None, rows: int, cols: int, pixel_size: 
 
     def profile(total: np.ndarray, n: np.ndarray) -> np.ndarray:
         seen = (n > 0) & (total > 0)
+        if not seen.any():  # no power in the band (a spectrum filtered away there): flat, no rings
+            return np.zeros_like(grid.k2)
         resampled: np.ndarray = np.interp(grid.k2, grid.centres2[seen], np.log(total[seen] / n[seen]))
         return resampled
 

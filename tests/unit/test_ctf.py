@@ -58,3 +58,9 @@ def test_no_rings_in_noise_and_no_fit_beyond_nyquist():
     metrics = ctf_metrics(noise, 1.5)
     assert metrics["thon_rings"] < 0.3 and math.isnan(metrics["thon_defocus"])
     assert all(math.isnan(v) for v in ctf_metrics(noise, 25.0).values())  # 40 Å > Nyquist band
+
+
+def test_a_spectrum_without_power_in_the_band_has_no_rings():
+    # e.g. a micrograph low-pass filtered below 40 Å and written at a fine pixel size
+    metrics = ctf_metrics(np.zeros((512, 257), np.float32), 1.5)
+    assert metrics["thon_rings"] == 0 and math.isnan(metrics["thon_defocus"])
