@@ -21,7 +21,9 @@ micrographs (docs/metrics.md).
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.ndimage as ndi
@@ -128,6 +130,44 @@ def texture(image: np.ndarray, pixel_size: float) -> tuple[np.ndarray, float]:
     return np.minimum(logged, cap), pixel_size * grid
 
 
+@dataclass(frozen=True)
+class _Lines:
+    """The candidate lines of one angle across a ``rows × cols`` grid: the position of each
+    cell along the angle, the lines between positions ``at - 1`` and ``at`` with cells
+    within ``width`` on both sides, those cells' counts, the fraction of the view below
+    each line and its length (in cells)."""
+
+    position: np.ndarray
+    at: np.ndarray
+    before: np.ndarray
+    after: np.ndarray
+    below: np.ndarray
+    length: np.ndarray
+
+
+@functools.lru_cache(maxsize=8)
+def _step_lines(rows: int, cols: int, width: int) -> list[_Lines]:
+    """The :class:`_Lines` of each of ``STEP_ANGLES`` angles (geometry only: one set per
+    view shape)."""
+    y, x = np.mgrid[0:rows, 0:cols]
+    y, x = y.ravel() - rows / 2, x.ravel() - cols / 2
+    offset = math.hypot(rows, cols) / 2 + 0.5  # every position >= 0, rounded to the nearest
+    lines = []
+    for angle in np.arange(STEP_ANGLES) * (math.pi / STEP_ANGLES):
+        position = (x * math.cos(angle) + y * math.sin(angle) + offset).astype(np.intp)
+        counts = np.bincount(position)
+        counted = np.concatenate([[0], np.cumsum(counts)])
+        at = np.arange(width, counts.size - width + 1)  # a line between positions at-1 and at
+        at = at[(counted[at] - counted[at - width] > 0) & (counted[at + width] - counted[at] > 0)]
+        # a line's length: its pixels per position, averaged over a quarter strip (one
+        # position's count swings between 0.7 and 1.4 times the length at 45°)
+        half = max(1, width // 4)
+        length = (counted[np.minimum(at + half, counts.size)] - counted[np.maximum(at - half, 0)]) / (2 * half)
+        before, after = counted[at] - counted[at - width], counted[at + width] - counted[at]
+        lines.append(_Lines(position, at, before, after, counted[at] / (rows * cols), length))
+    return lines
+
+
 def texture_step(image: np.ndarray, pixel_size: float) -> tuple[float, float, float]:
     """``(z, length, finer side)`` of the strongest straight step in :func:`texture`: the
     step's size in robust standard deviations of the steps of all lines, the line's
@@ -139,25 +179,14 @@ def texture_step(image: np.ndarray, pixel_size: float) -> tuple[float, float, fl
     rows, cols = values.shape
     if min(rows, cols) < 4 * width:
         return 0.0, 0.0, math.nan  # the strips on both sides of a line do not fit
-    y, x = np.mgrid[0:rows, 0:cols]
-    y, x = y.ravel() - rows / 2, x.ravel() - cols / 2
     flat = values.ravel()
-    offset = math.hypot(rows, cols) / 2 + 0.5  # every position >= 0, rounded to the nearest
     per_angle = []
-    for angle in np.arange(STEP_ANGLES) * (math.pi / STEP_ANGLES):
-        position = (x * math.cos(angle) + y * math.sin(angle) + offset).astype(np.intp)
-        counts = np.bincount(position)
-        summed = np.concatenate([[0.0], np.cumsum(np.bincount(position, flat))])
-        counted = np.concatenate([[0], np.cumsum(counts)])
-        at = np.arange(width, counts.size - width + 1)  # a line between positions at-1 and at
-        at = at[(counted[at] - counted[at - width] > 0) & (counted[at + width] - counted[at] > 0)]
-        before = (summed[at] - summed[at - width]) / (counted[at] - counted[at - width])
-        after = (summed[at + width] - summed[at]) / (counted[at + width] - counted[at])
-        # a line's length: its pixels per position, averaged over a quarter strip (one
-        # position's count swings between 0.7 and 1.4 times the length at 45°)
-        half = max(1, width // 4)
-        length = (counted[np.minimum(at + half, counts.size)] - counted[np.maximum(at - half, 0)]) / (2 * half)
-        per_angle.append((after - before, counted[at] / flat.size, length))
+    for line in _step_lines(rows, cols, width):
+        summed = np.concatenate([[0.0], np.cumsum(np.bincount(line.position, flat))])
+        at = line.at
+        before = (summed[at] - summed[at - width]) / line.before
+        after = (summed[at + width] - summed[at]) / line.after
+        per_angle.append((after - before, line.below, line.length))
     steps = np.concatenate([step for step, _, _ in per_angle])
     median = float(np.median(steps))
     spread = 1.4826 * float(np.median(np.abs(steps - median)))
