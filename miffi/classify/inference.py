@@ -52,8 +52,8 @@ def inference_bf16(device: torch.device, bf16: bool, fast: bool) -> bool:
 
 #: Squares per batch by default. On a CPU small batches are faster: the activations of
 #: a batch of 16 fill the caches and fault in fresh pages on every call (measured on a
-#: 2-core Xeon with AMX, convnext_small at 384²: 32 squares in 8.3 s at 4, 9.1-9.9 s at 8,
-#: 10.8 s at 16 in float32; 3.0 s at 4 or 8, 4.3 s at 16 in bfloat16).
+#: 2-core Xeon with AMX, convnext_small at 384²: 32 squares in 8.1-8.5 s at 4, 9.0-9.9 s at
+#: 8, 10.8 s at 16 in float32; 2.9-3.2 s at 4 or 8, 4.3 s at 16 in bfloat16).
 CPU_BATCH_SIZE, GPU_BATCH_SIZE = 4, 16
 
 

@@ -187,8 +187,8 @@ class SpectralSums:
         """The sums of each square from the rows of :func:`spectral_sums` of ``shape`` half-spectra."""
         bands = host_grid(spectral_bands, *shape, pixel_size)
         grid = host_grid(ring_grid, *shape, pixel_size)
-        bins = len(ICE_SPACINGS) * LATTICE_SECTORS
-        sizes = [len(MEAN_BANDS), bands.ice_bins_n.size, 2, bins, bins, ANISOTROPY_SECTORS]
+        binned = (bands.ice_bins_n, bands.lattice_n, bands.lattice_reference_n, bands.sector_n)
+        sizes = [len(MEAN_BANDS), binned[0].size, 2, *(n.size for n in binned[1:])]
         parts = np.split(rows, np.cumsum(sizes), axis=1)
         thon = parts[-1] if grid is not None else [None] * len(rows)
         return [cls(*fields) for fields in zip(*parts[:-1], thon)]
@@ -209,15 +209,14 @@ def spectral_sums(amplitudes: torch.Tensor, pixel_size: float) -> torch.Tensor:
         quantiles = torch.stack([torch.quantile(rings, q, dim=1) for q in (0.995, 0.5)], dim=1)
     else:
         quantiles = rings.new_full((k, 2), math.nan)
-    bins = len(ICE_SPACINGS) * LATTICE_SECTORS
     thon = ring_sums(amplitudes, pixel_size)
     parts = [
         torch.stack([band_power(flat, on[band]).mean(dim=1) for band in MEAN_BANDS], dim=1),  # (empty: NaN)
         binned_power(flat, on["ice"], on["ice_bins"], bands.ice_bins_n.size),
         quantiles,
-        binned_power(flat, on["lattice"], on["lattice_bin"], bins),
-        binned_power(flat, on["lattice_reference"], on["lattice_reference_bin"], bins),
-        binned_power(flat, on["sector"], on["sector_of"], ANISOTROPY_SECTORS),
+        binned_power(flat, on["lattice"], on["lattice_bin"], bands.lattice_n.size),
+        binned_power(flat, on["lattice_reference"], on["lattice_reference_bin"], bands.lattice_reference_n.size),
+        binned_power(flat, on["sector"], on["sector_of"], bands.sector_n.size),
         *([] if thon is None else [thon]),
     ]
     return torch.cat(parts, dim=1)
