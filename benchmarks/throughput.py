@@ -102,12 +102,13 @@ def timed(function, *args, **kwargs) -> float:
 
 def preprocessing_stages(paths: list[Path], cache: TensorCache, device: torch.device) -> dict[str, float]:
     """Seconds per micrograph of each preprocessing stage alone, one micrograph at a time:
-    read (file → squares in host memory), transforms (to the device and back, with the
+    read (the file opened; for a GPU its squares read into pinned memory), transforms (on
+    the CPU they read the squares from the file's memory map; to a GPU and back, with the
     copies), metrics, cache write."""
     totals = dict.fromkeys(("read", "transforms", "metrics", "write"), 0.0)
     for path in paths:
         start = time.perf_counter()
-        loaded = load_squares(path, None, cache.config)
+        loaded = load_squares(path, None, cache.config, pin=device.type == "cuda")
         read = time.perf_counter()
         (transformed,) = transform_batch([loaded], cache.config, device)
         assert isinstance(transformed, Transformed)

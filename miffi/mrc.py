@@ -6,12 +6,10 @@ or without an extended header (FEI/EPU), as a 2D image or a single-section stack
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import os
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,24 +150,39 @@ def read_header(path: str | Path) -> MrcHeader:
     return MrcHeader(str(path), height=ny, width=nx, mode=mode, pixel_size=pixel_size, minimum=minimum, maximum=maximum)
 
 
-@contextlib.contextmanager
-def open_micrograph(path: str | Path) -> Iterator[tuple[np.ndarray, MrcHeader]]:
-    """Memory-map a validated micrograph; yields its 2D data (rows = y) and header.
+def map_micrograph(path: str | Path) -> tuple[np.ndarray, MrcHeader]:
+    """Memory-map a validated micrograph: its 2D data (rows = y, read-only, read from the
+    file as it is used) and header.
 
-    The array is a read-only view into the file and is valid only inside the block.
+    The map stays valid while the array is referenced, after the file is closed, so a
+    micrograph can be opened ahead of its use without holding a copy of it in memory.
     """
     header = read_header(path)
-    with contextlib.ExitStack() as stack:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                mrc = stack.enter_context(mrcfile.mmap(path, mode="r", permissive=True))
-                data = mrc.data
-        except (ValueError, OSError) as exc:
-            raise MicrographError(path, f"not a readable MRC file ({exc})") from None
-        if data is None:
-            raise MicrographError(path, "data block could not be read")
-        yield data.reshape(header.height, header.width), header
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mrcfile.mmap(path, mode="r", permissive=True) as mrc:
+                data = mrc.data  # (a numpy memmap: it owns its mapping)
+    except (ValueError, OSError) as exc:
+        raise MicrographError(path, f"not a readable MRC file ({exc})") from None
+    if data is None:
+        raise MicrographError(path, "data block could not be read")
+    return data.reshape(header.height, header.width), header
+
+
+def read_ahead(path: str | Path) -> None:
+    """Ask the kernel to read a file into the page cache in the background (where it can:
+    Linux), so that a memory map of it is read from memory when it is used."""
+    if not hasattr(os, "posix_fadvise"):
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # (reading it reports the problem)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+    finally:
+        os.close(fd)
 
 
 #: Sampled content fingerprint: this many blocks of this many bytes, spread over the file.

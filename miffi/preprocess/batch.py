@@ -24,6 +24,7 @@ from tqdm import tqdm
 from miffi import atomic
 from miffi.device import available_cores
 from miffi.errors import MicrographError, OutputError
+from miffi.mrc import read_ahead
 from miffi.preprocess.cache import TensorCache, cached_row, status_frame
 from miffi.preprocess.config import PreprocessConfig
 from miffi.preprocess.recipe import LoadedMicrograph, Transformed, batch_key, load_squares, transform_batch
@@ -68,8 +69,8 @@ class Stages:
         """The CPU's FFTs already use every core, so one micrograph at a time there, its
         metrics (one core each, about half the transforms' time on two cores) beside the
         next ones' transforms; a GPU transforms eight at once and needs the cores for
-        reading and metrics (at most eight threads each: every micrograph waiting for its
-        metrics holds its planes, ~60 MB for a K3 one)."""
+        reading and metrics (at most eight threads each: for a GPU every micrograph read
+        ahead holds its squares in pinned memory, 134 MB for a K3 one)."""
         cores = cores or available_cores()
         if device.type == "cpu":
             side = max(1, min(4, cores // 4))
@@ -85,10 +86,15 @@ class _Item:
     pixel_size: float | None
 
 
-def _read(item: _Item, config: PreprocessConfig) -> tuple[LoadedMicrograph, float]:
-    """The micrograph's squares, and the seconds reading them took."""
+def _read(item: _Item, config: PreprocessConfig, device: torch.device) -> tuple[LoadedMicrograph, float]:
+    """The micrograph opened (for a GPU: its squares read into pinned memory; for the CPU:
+    the file asked to be read into the page cache, where the transforms read it), and the
+    seconds that took."""
     started = time.perf_counter()
-    return load_squares(item.path, item.pixel_size, config), time.perf_counter() - started
+    if device.type == "cpu":
+        read_ahead(item.path)
+    loaded = load_squares(item.path, item.pixel_size, config, pin=device.type == "cuda")
+    return loaded, time.perf_counter() - started
 
 
 def _transform(
@@ -169,7 +175,7 @@ def preprocess_table(
 
         def read_ahead() -> None:
             for item in itertools.islice(queue, stages.readers + batch - len(reading)):
-                reading.append((item, reader.submit(_read, item, cache.config)))
+                reading.append((item, reader.submit(_read, item, cache.config, device)))
 
         def collect(item: _Item, future: Future[None], seconds: float) -> None:
             try:
@@ -181,7 +187,7 @@ def preprocess_table(
         try:
             read_ahead()
             while reading:
-                loaded: dict[tuple[int, int], list[tuple[_Item, LoadedMicrograph, float]]] = {}
+                loaded: dict[tuple[int, int, int], list[tuple[_Item, LoadedMicrograph, float]]] = {}
                 for item, future in [reading.popleft() for _ in range(min(batch, len(reading)))]:
                     try:
                         micrograph, seconds = future.result()

@@ -84,6 +84,8 @@ ANISOTROPY_SECTORS = 12
 FLAT_LOW, FLAT_HIGH = (20.0, 50.0), (3.1, 3.3)
 #: Sectors of the ``ice_lattice`` rings (2° each) and the ring and reference half-widths (Å⁻¹).
 LATTICE_SECTORS, LATTICE_RING, LATTICE_REFERENCE = 90, 0.003, (0.006, 0.012)
+#: The ``ice_spots`` quantiles of the power on the ice rings: the high one over the median.
+RING_LEVELS = (0.995, 0.5)
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,15 @@ class SpectralSums:
         return [cls(*fields) for fields in zip(*parts[:-1], thon)]
 
 
+@functools.lru_cache(maxsize=8)
+def _ring_levels(device: torch.device) -> torch.Tensor:
+    """The quantiles of the ice rings' power that ``ice_spots`` compares, on ``device``
+    (kept: a copy to a GPU would wait for it)."""
+    import torch
+
+    return torch.tensor(RING_LEVELS, dtype=torch.float64, device=device)
+
+
 def spectral_sums(amplitudes: torch.Tensor, pixel_size: float) -> torch.Tensor:
     """The reductions of ``[k, D, D/2+1]`` cropped half-spectra ``|Fc|`` that their spectral
     and CTF metrics need, one float64 row per square (:meth:`SpectralSums.split`), made on
@@ -206,7 +217,7 @@ def spectral_sums(amplitudes: torch.Tensor, pixel_size: float) -> torch.Tensor:
     flat = amplitudes.reshape(k, -1)
     rings = band_power(flat, on["ice_rings"])
     if rings.shape[1]:
-        quantiles = torch.stack([torch.quantile(rings, q, dim=1) for q in (0.995, 0.5)], dim=1)
+        quantiles = torch.quantile(rings, _ring_levels(rings.device), dim=1).T  # (one sort for both)
     else:
         quantiles = rings.new_full((k, 2), math.nan)
     thon = ring_sums(amplitudes, pixel_size)

@@ -12,6 +12,7 @@ in torch. Only the forward crop and the inverse transform differ between the two
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +24,11 @@ import torch.nn.functional as F
 
 from miffi.device import available_cores
 from miffi.errors import MicrographError
-from miffi.mrc import MrcHeader, open_micrograph
+from miffi.mrc import MrcHeader, map_micrograph
 from miffi.preprocess.config import PreprocessConfig
 from miffi.preprocess.metric_names import micrograph_metrics
 from miffi.preprocess.metrics import (
     SpectralSums,
-    block_means,
     coarse_grid,
     coarse_metrics,
     spectral_metrics_from,
@@ -39,13 +39,38 @@ from miffi.preprocess.squares import SquareLayout, layout_for
 
 @dataclass(frozen=True)
 class LoadedMicrograph:
-    """Squares of one micrograph read from disk, ready for the transform."""
+    """A micrograph opened for the transforms.
+
+    Its data stay in the file (memory-mapped) until the transforms read them, square
+    rows at a time on the CPU: a copy of the squares is as large as the file and, made
+    afresh for each micrograph, costs the kernel's zeroing of every page. For a GPU the
+    reader extracts them at once into ``pinned`` (page-locked) memory.
+    """
 
     path: str
-    squares: np.ndarray  # [k, n, n] float32, with ``offset`` subtracted
-    offset: float
+    data: np.ndarray  # the 2D image as stored, read-only (a memory map)
+    offset: float  # subtracted from every value taken from ``data``
     layout: SquareLayout
     header: MrcHeader
+    pinned: torch.Tensor | None = None  # [k, n, n] float32, the squares minus ``offset``
+
+    def square_rows(self, rows: slice, out: np.ndarray) -> np.ndarray:
+        """Rows ``rows`` of every square, minus the offset, written into ``out`` ([k, rows, n])."""
+        source = self.data.T if self.layout.transposed else self.data
+        for i, (start, stop) in enumerate(self.layout.columns):
+            np.subtract(source[rows, start:stop], self.offset, out=out[i], casting="unsafe")
+        return out
+
+    def squares(self) -> np.ndarray:
+        """All squares, minus the offset: ``[k, n, n]`` float32 (a copy)."""
+        layout = self.layout
+        out = np.empty((layout.count, layout.side, layout.side), dtype=np.float32)
+        return self.square_rows(slice(None), out)
+
+    def finite(self) -> bool:
+        """Whether the squares hold only finite values."""
+        source = self.data.T if self.layout.transposed else self.data
+        return all(bool(np.isfinite(source[:, start:stop]).all()) for start, stop in self.layout.columns)
 
 
 def estimate_offset(data: np.ndarray) -> float:
@@ -56,55 +81,57 @@ def estimate_offset(data: np.ndarray) -> float:
     return offset if np.isfinite(offset) else 0.0  # NaN/Inf data is reported later
 
 
-def extract_squares(data: np.ndarray, layout: SquareLayout, offset: float = 0.0) -> np.ndarray:
-    """Copy the squares of a 2D micrograph, minus ``offset``, into one ``[k, n, n]`` float32 array.
+def load_squares(
+    path: str | Path, pixel_size: float | None, config: PreprocessConfig, pin: bool = False
+) -> LoadedMicrograph:
+    """Open a micrograph and lay out its squares; with ``pin`` (for a GPU), extract them
+    into page-locked memory now.
 
-    Subtracting a constant near the mean keeps float32 FFTs accurate on micrographs
-    with a large mean (detector counts of thousands): see :func:`cropped_transform`.
+    ``pixel_size`` (from metadata or the user) wins over the header's value. Subtracting
+    a constant near the mean (the offset) keeps float32 FFTs accurate on micrographs with
+    a large mean (detector counts of thousands): see :func:`cropped_transform`.
     """
-    source = data.T if layout.transposed else data
-    out = np.empty((layout.count, layout.side, layout.side), dtype=np.float32)
-    for i, (start, stop) in enumerate(layout.columns):
-        np.subtract(source[:, start:stop], offset, out=out[i], casting="unsafe")
-    return out
-
-
-def load_squares(path: str | Path, pixel_size: float | None, config: PreprocessConfig) -> LoadedMicrograph:
-    """Read a micrograph and cut it into squares.
-
-    ``pixel_size`` (from metadata or the user) wins over the header's value.
-    """
-    with open_micrograph(path) as (data, header):
-        apix = pixel_size if pixel_size is not None else header.pixel_size
-        if apix is None:
-            raise MicrographError(path, "no pixel size in the header or the metadata; give --pixel-size")
-        try:
-            layout = layout_for(data.shape, apix, config.target_pixel_size, config.max_squares)
-        except ValueError as exc:
-            raise MicrographError(path, str(exc)) from None
-        offset = estimate_offset(data)
-        squares = extract_squares(data, layout, offset)
-    return LoadedMicrograph(str(path), squares, offset, layout, header)
+    data, header = map_micrograph(path)
+    apix = pixel_size if pixel_size is not None else header.pixel_size
+    if apix is None:
+        raise MicrographError(path, "no pixel size in the header or the metadata; give --pixel-size")
+    try:
+        layout = layout_for(data.shape, apix, config.target_pixel_size, config.max_squares)
+    except ValueError as exc:
+        raise MicrographError(path, str(exc)) from None
+    loaded = LoadedMicrograph(str(path), data, estimate_offset(data), layout, header)
+    if not pin:
+        return loaded
+    pinned = torch.empty((layout.count, layout.side, layout.side), dtype=torch.float32, pin_memory=True)
+    loaded.square_rows(slice(None), pinned.numpy())
+    return dataclasses.replace(loaded, pinned=pinned)
 
 
 #: Rows per call of the row transforms (of all squares at once): only their kept columns
-#: are stored, so the full half-spectrum (as large as the squares) is never held.
+#: are stored, so neither the squares nor the full half-spectrum is ever held whole.
 ROW_BLOCK = 512
 
+#: Writes rows ``rows`` of every square into ``out`` and returns them (maybe as a view of
+#: squares held in memory instead).
+SquareRows = Callable[[slice, np.ndarray], np.ndarray]
 
-def _cropped_rfft2_cpu(squares: np.ndarray, crop: int) -> np.ndarray:
-    # Row transforms first, then only the D/2+1 kept columns go through the column FFT
-    # (in place). Each row's transform is computed on its own, so blocks of rows give the
-    # same values as one call.
+
+def _cropped_rfft2_cpu(rows_of: SquareRows, count: int, side: int, crop: int, dtype: np.dtype) -> np.ndarray:
+    # Row transforms first, a block of rows at a time, keeping the D/2+1 kept columns;
+    # then the column FFT (in place) and the kept rows, moved up in place. Each row's transform is computed
+    # on its own, so blocks of rows give the same values as one call.
     half = crop // 2
-    side = squares.shape[-1]
     workers = available_cores()
-    spectrum = np.empty((*squares.shape[:-1], half + 1), dtype=np.result_type(squares.dtype, np.complex64))
-    for start in range(0, squares.shape[-2], ROW_BLOCK):
-        rows = slice(start, start + ROW_BLOCK)
-        spectrum[..., rows, :] = scipy.fft.rfft(squares[..., rows, :], axis=-1, workers=workers)[..., : half + 1]
-    spectrum = scipy.fft.fft(spectrum, axis=-2, workers=workers, overwrite_x=True)
-    return np.concatenate([spectrum[..., :half, :], spectrum[..., side - half :, :]], axis=-2)
+    spectrum = np.empty((count, side, half + 1), dtype=np.result_type(dtype, np.complex64))
+    block = np.empty((count, min(ROW_BLOCK, side), side), dtype=dtype)
+    for start in range(0, side, ROW_BLOCK):
+        rows = slice(start, min(start + ROW_BLOCK, side))
+        values = rows_of(rows, block[:, : rows.stop - rows.start])
+        spectrum[:, rows] = scipy.fft.rfft(values, axis=-1, workers=workers)[..., : half + 1]
+    transformed: np.ndarray = scipy.fft.fft(spectrum, axis=-2, workers=workers, overwrite_x=True)
+    # The kept rows, in place (numpy copies through a buffer where the ranges overlap).
+    transformed[:, half : 2 * half] = transformed[:, side - half :]
+    return transformed[:, : 2 * half]
 
 
 def _cropped_rfft2_torch(squares: torch.Tensor, crop: int) -> torch.Tensor:
@@ -114,35 +141,129 @@ def _cropped_rfft2_torch(squares: torch.Tensor, crop: int) -> torch.Tensor:
     return torch.cat([spectrum[..., :half, :], spectrum[..., side - half :, :]], dim=-2)
 
 
-def cropped_transform(
-    squares: np.ndarray | torch.Tensor, crop: int, device: torch.device, offset: float | np.ndarray = 0.0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fourier-crop ``[k, n, n]`` squares (that had ``offset`` subtracted) to ``D = crop``.
+Squares = np.ndarray | torch.Tensor | Sequence[LoadedMicrograph]
 
-    ``offset``: one value, or one per square (squares of several micrographs at once).
 
-    Returns the real-space image ``irfft2(Fc)`` (``[k, D, D]``) and the amplitude
-    ``|Fc|`` of the cropped half-spectrum (``[k, D, D/2+1]``), both on ``device``.
+def cropped_spectrum(squares: Squares, crop: int, device: torch.device) -> torch.Tensor:
+    """``Fc``: the ``rfft2`` of each ``[n, n]`` square, Fourier-cropped to ``D = crop``
+    (``[k, D, D/2+1]`` complex, on ``device``).
 
-    The offset only changes the DC term, so it is added back there (in float64) for
-    the amplitudes. The image is left without it: a constant shift does not change
-    the image channel after the (shift-invariant) resize and robust normalisation.
+    ``squares``: an array ``[k, n, n]``, or micrographs whose squares are taken in turn.
     """
-    side = squares.shape[-1]
+    if isinstance(squares, (np.ndarray, torch.Tensor)):
+        if device.type == "cpu":
+            host = squares.numpy() if isinstance(squares, torch.Tensor) else squares
+            count, side = host.shape[0], host.shape[-1]
+            return torch.from_numpy(_cropped_rfft2_cpu(lambda rows, _: host[:, rows], count, side, crop, host.dtype))
+        return _cropped_rfft2_torch(torch.as_tensor(squares).to(device, non_blocking=True), crop)
     if device.type == "cpu":
-        host = squares.numpy() if isinstance(squares, torch.Tensor) else squares
-        host_fc = _cropped_rfft2_cpu(host, crop)
-        image = torch.from_numpy(scipy.fft.irfft2(host_fc, s=(crop, crop), workers=available_cores()))
-        amplitude = torch.from_numpy(np.abs(host_fc))  # numpy's complex abs is ~10x torch's on the CPU
-        dc = torch.from_numpy(host_fc[..., 0, 0])
+        counts = np.cumsum([0, *(m.layout.count for m in squares)])
+
+        def rows_of(rows: slice, out: np.ndarray) -> np.ndarray:
+            for loaded, start, stop in zip(squares, counts[:-1], counts[1:]):
+                loaded.square_rows(rows, out[start:stop])
+            return out
+
+        side = squares[0].layout.side
+        return torch.from_numpy(_cropped_rfft2_cpu(rows_of, int(counts[-1]), side, crop, np.dtype(np.float32)))
+    on_device = [
+        (m.pinned if m.pinned is not None else torch.from_numpy(m.squares())).to(device, non_blocking=True)
+        for m in squares
+    ]
+    return _cropped_rfft2_torch(torch.cat(on_device) if len(on_device) > 1 else on_device[0], crop)
+
+
+@dataclass(frozen=True)
+class Planes:
+    """What the transforms give of each square: the real-space image at the network's
+    size, its 12 Å block means (for the metrics), and the amplitudes ``|Fc|``."""
+
+    image: torch.Tensor  # [k, size, size] float32
+    coarse: torch.Tensor | None  # [k, D // step, D // step] float32, where asked for
+    amplitude: torch.Tensor  # [k, D, D/2+1]
+
+    def __getitem__(self, part: slice) -> Planes:
+        coarse = None if self.coarse is None else self.coarse[part]
+        return Planes(self.image[part], coarse, self.amplitude[part])
+
+
+def amplitudes(fc: torch.Tensor, offset: float | np.ndarray, side: int) -> torch.Tensor:
+    """``|Fc|`` of squares that had ``offset`` (one value, or one per square) subtracted:
+    the offset only changes the DC term, so it is added back there (in float64)."""
+    # numpy's complex abs is ~10x torch's on the CPU
+    amplitude = torch.from_numpy(np.abs(fc.numpy())) if fc.device.type == "cpu" else fc.abs()
+    shift = torch.as_tensor(offset, dtype=torch.float64, device=fc.device) * (side * side)
+    amplitude[..., 0, 0] = (fc[..., 0, 0].to(torch.complex128) + shift).abs().to(amplitude.dtype)
+    return amplitude
+
+
+def _resize_rows(planes: torch.Tensor, size: int) -> torch.Tensor:
+    """``[k, H, W]`` → ``[k, size, W]`` along the rows only, with the weights of
+    :func:`_resize` (its column pass is then the identity, exactly)."""
+    resized = F.interpolate(
+        planes[:, None], size=(size, planes.shape[-1]), mode="bilinear", antialias=True, align_corners=False
+    )
+    return resized[:, 0]
+
+
+def _block_means_along(planes: torch.Tensor, step: int, dim: int) -> torch.Tensor:
+    """Means of ``step`` consecutive values along ``dim`` (-2: rows, -1: columns) of
+    ``[..., H, W]`` planes (a remainder dropped)."""
+    count = planes.shape[dim] // step
+    means: torch.Tensor = planes.narrow(dim, 0, count * step).unflatten(dim, (count, step)).mean(dim)
+    return means
+
+
+def image_views(fc: torch.Tensor, size: int, step: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The real-space image ``irfft2(Fc)`` resized to ``size × size`` (:func:`_resize`)
+    and, with ``step``, in ``step × step`` block means, without the full image:
+    ``[k, size, size]`` and ``[k, D // step, D // step]`` float32. On the CPU ``fc`` is
+    overwritten.
+
+    The inverse transform, the resize and the block means are all linear and separable,
+    so the rows are reduced right after the column transform, and only the reduced rows
+    go through the row transform (a quarter of them for a K3 square): the values are
+    those of the full image up to float32 rounding (~1e-6 relative).
+    """
+    crop = fc.shape[-2]
+    if fc.device.type == "cpu":
+        columns = torch.from_numpy(scipy.fft.ifft(fc.numpy(), axis=-2, workers=available_cores(), overwrite_x=True))
     else:
-        fc = _cropped_rfft2_torch(torch.as_tensor(squares).to(device, non_blocking=True), crop)
-        image = torch.fft.irfft2(fc, s=(crop, crop))
-        amplitude = fc.abs()
-        dc = fc[..., 0, 0]
-    shift = torch.as_tensor(offset, dtype=torch.float64, device=dc.device) * (side * side)
-    amplitude[..., 0, 0] = (dc.to(torch.complex128) + shift).abs().to(amplitude.dtype)
-    return image, amplitude
+        columns = torch.fft.ifft(fc, dim=-2)
+    # The rows as real numbers, each complex value a (real, imaginary) pair of columns:
+    # the row reductions treat every column alike.
+    parts = torch.view_as_real(columns).flatten(-2)  # [k, D, 2 (D/2+1)]
+    reduced = [_resize_rows(parts, size)] + ([] if step is None else [_block_means_along(parts, step, -2)])
+    joined = torch.view_as_complex(torch.cat(reduced, dim=-2).unflatten(-1, (-1, 2)))
+    if fc.device.type == "cpu":
+        rows = torch.from_numpy(scipy.fft.irfft(joined.numpy(), n=crop, axis=-1, workers=available_cores()))
+    else:
+        rows = torch.fft.irfft(joined, n=crop, dim=-1)
+    image = _resize(rows[:, :size], size)[:, 0]
+    return image, None if step is None else _block_means_along(rows[:, size:], step, -1)
+
+
+def cropped_transform(
+    squares: Squares,
+    crop: int,
+    device: torch.device,
+    offset: float | np.ndarray,
+    size: int,
+    step: int | None = None,
+) -> Planes:
+    """The :class:`Planes` of ``[k, n, n]`` squares that had ``offset`` subtracted (one
+    value, or one per square: squares of several micrographs at once), Fourier-cropped
+    to ``D = crop``, on ``device``: the image at ``size`` and, with ``step``, its block means.
+
+    The image is left without the offset: a constant shift does not change the image
+    channel after the (shift-invariant) resize and robust normalisation; the metrics
+    add it back to the block means.
+    """
+    side = squares[0].layout.side if isinstance(squares, Sequence) else squares.shape[-1]
+    fc = cropped_spectrum(squares, crop, device)
+    amplitude = amplitudes(fc, offset, side)  # (first: on the CPU the image views overwrite fc)
+    image, coarse = image_views(fc, size, step)
+    return Planes(image, coarse, amplitude)
 
 
 def power_spectrum_image(amplitude: torch.Tensor) -> torch.Tensor:
@@ -193,18 +314,17 @@ def _resize(planes: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(planes[:, None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
-def planes_to_tensor(image: torch.Tensor, amplitude: torch.Tensor, config: PreprocessConfig) -> torch.Tensor:
-    """Cropped image and amplitudes → ``[k, channels, size, size]`` normalised float32."""
-    # Resize each plane on its own: stacking the full-size planes first costs a copy.
-    planes = [_resize(image.to(torch.float32), config.size)]
+def planes_to_tensor(planes: Planes, config: PreprocessConfig) -> torch.Tensor:
+    """The resized image and the amplitudes → ``[k, channels, size, size]`` normalised float32."""
+    channels = [planes.image[:, None]]
     if config.power_spectrum:
         # Resized in float32 with torch, exactly as Miffi does: the spectrum image is
         # point-symmetric, so every value, its maximum (DC) included, has a twin, and
         # whether float32 rounding splits a twin pair decides whether the normalisation
         # (values strictly inside (min, max)) keeps the DC twin. Doing this step as Miffi
         # does reproduces its choice; see tests/reference/test_miffi_reference.py.
-        planes.append(_resize(power_spectrum_image(amplitude).to(torch.float32), config.size))
-    resized = torch.cat(planes, dim=1)
+        channels.append(_resize(power_spectrum_image(planes.amplitude).to(torch.float32), config.size))
+    resized = torch.cat(channels, dim=1)
     return robust_normalise(resized, config.norm_iterations, config.norm_nsigma, config.clip)
 
 
@@ -216,7 +336,7 @@ def squares_to_tensor(
     offset: float = 0.0,
 ) -> torch.Tensor:
     """``[k, n, n]`` squares (minus ``offset``) → ``[k, channels, size, size]`` float32 on ``device``."""
-    return planes_to_tensor(*cropped_transform(squares, crop, device, offset), config)
+    return planes_to_tensor(cropped_transform(squares, crop, device, offset, config.size), config)
 
 
 @dataclass(frozen=True)
@@ -239,14 +359,19 @@ class SquareSums:
     coarse: np.ndarray  # the real-space image in blocks of about 12 Å, offset-free
 
 
-def square_sums(image: torch.Tensor, amplitude: torch.Tensor, layout: SquareLayout) -> list[SquareSums]:
-    """The :class:`SquareSums` of ``[k, D, D]`` images and ``[k, D, D/2+1]`` amplitudes,
-    reduced on their device (two copies back per micrograph)."""
-    step, _ = coarse_grid(layout.output_pixel_size, tuple(image.shape[-2:]))
-    coarse = block_means(image.to(torch.float32), step).cpu().numpy()
+def coarse_step(layout: SquareLayout) -> int:
+    """The block size of the metrics' coarse image of a cropped square (about 12 Å)."""
+    return coarse_grid(layout.output_pixel_size, (layout.crop, layout.crop))[0]
+
+
+def square_sums(planes: Planes, layout: SquareLayout) -> list[SquareSums]:
+    """The :class:`SquareSums` of one micrograph's :class:`Planes`, reduced on their
+    device (two copies back)."""
+    assert planes.coarse is not None  # (made for the metrics: transform_batch asks for it)
+    amplitude = planes.amplitude
     rows = spectral_sums(amplitude, layout.output_pixel_size).cpu().numpy()
     spectral = SpectralSums.split(rows, (amplitude.shape[1], amplitude.shape[2]), layout.output_pixel_size)
-    return [SquareSums(s, c) for s, c in zip(spectral, coarse)]
+    return [SquareSums(s, c) for s, c in zip(spectral, planes.coarse.cpu().numpy())]
 
 
 @dataclass(frozen=True)
@@ -255,9 +380,9 @@ class Transformed:
     reductions of its cropped planes that the metrics need.
 
     ``sums`` gives those reductions. On a GPU they were made there and only they came
-    back; on the CPU they are made when called, from the planes (in host memory of their
-    own: many of these wait for the metrics), in :meth:`finish`, which a pipeline runs
-    beside the transforms of the next micrographs.
+    back; on the CPU they are made when called, from the amplitudes (in host memory of
+    their own: many of these wait for the metrics), in :meth:`finish`, which a pipeline
+    runs beside the transforms of the next micrographs.
     """
 
     layout: SquareLayout
@@ -281,33 +406,22 @@ class Transformed:
         return Preprocessed(self.tensor, metrics)
 
 
-def batch_key(loaded: LoadedMicrograph) -> tuple[int, int]:
-    """Micrographs with equal keys (square side, crop) can be transformed as one batch."""
-    return loaded.layout.side, loaded.layout.crop
+def batch_key(loaded: LoadedMicrograph) -> tuple[int, int, int]:
+    """Micrographs with equal keys (square side, crop, coarse block) can be transformed
+    as one batch."""
+    return loaded.layout.side, loaded.layout.crop, coarse_step(loaded.layout)
 
 
-def _stacked(batch: Sequence[LoadedMicrograph], device: torch.device) -> np.ndarray | torch.Tensor:
-    """The squares of ``batch`` in one array; for a GPU in pinned memory, so that the copy
-    to the device is one fast transfer."""
-    if len(batch) == 1 and device.type == "cpu":
-        return batch[0].squares
-    shape = (sum(m.layout.count for m in batch), *batch[0].squares.shape[1:])
-    out = torch.empty(shape, dtype=torch.float32, pin_memory=device.type == "cuda")
-    np.concatenate([m.squares for m in batch], out=out.numpy())
-    return out
-
-
-def _sums(
-    image: torch.Tensor, amplitude: torch.Tensor, layout: SquareLayout, shared: bool
-) -> Callable[[], list[SquareSums]]:
+def _sums(planes: Planes, layout: SquareLayout, shared: bool) -> Callable[[], list[SquareSums]]:
     """:attr:`Transformed.sums` of one micrograph's planes: reduced now on a GPU, later on
     the CPU (from copies of its own where the planes are ``shared`` with a batch's)."""
-    if image.device.type != "cpu":
-        made = square_sums(image, amplitude, layout)
+    if planes.amplitude.device.type != "cpu":
+        made = square_sums(planes, layout)
         return lambda: made
     if shared:  # (so that the batch's arrays can go)
-        image, amplitude = image.clone(), amplitude.clone()
-    return lambda: square_sums(image, amplitude, layout)
+        assert planes.coarse is not None
+        planes = Planes(planes.image, planes.coarse.clone(), planes.amplitude.clone())
+    return lambda: square_sums(planes, layout)
 
 
 def transform_batch(
@@ -322,8 +436,9 @@ def transform_batch(
         raise ValueError("transform_batch: the micrographs of a batch must share square side and crop")
     counts = [m.layout.count for m in batch]
     offsets = np.repeat(np.array([m.offset for m in batch], dtype=np.float64), counts)
-    image, amplitude = cropped_transform(_stacked(batch, device), batch[0].layout.crop, device, offsets)
-    tensor = planes_to_tensor(image, amplitude, config)
+    _, crop, step = batch_key(batch[0])
+    planes = cropped_transform(batch, crop, device, offsets, config.size, step)
+    tensor = planes_to_tensor(planes, config)
     finite = torch.isfinite(tensor).flatten(1).all(dim=1).cpu().numpy()
     tensors = tensor.cpu().numpy()
     own = np.array if len(batch) > 1 else np.asarray  # (a copy, so the batch's arrays can go)
@@ -338,10 +453,10 @@ def transform_batch(
                     loaded.layout,
                     loaded.offset,
                     own(tensors[part]),
-                    _sums(image[part], amplitude[part], loaded.layout, len(batch) > 1),
+                    _sums(planes[part], loaded.layout, len(batch) > 1),
                 )
             )
-        elif not np.isfinite(loaded.squares).all():
+        elif not loaded.finite():
             results.append(MicrographError(loaded.path, "contains NaN or Inf values"))
         else:
             bad = int(np.flatnonzero(~finite[part])[0])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from miffi.mrc import open_micrograph
+from miffi.mrc import map_micrograph
 from miffi.preprocess.config import PreprocessConfig
 
 #: White gap between squares, in pixels.
@@ -53,11 +53,11 @@ def resized(picture: np.ndarray, width: int) -> np.ndarray:
 def micrograph_view(path: str | Path, longest: int = 1024) -> np.ndarray:
     """A micrograph binned by a whole factor to at most ``longest`` pixels on its longer
     side, contrast set by its mean ± 3 standard deviations."""
-    with open_micrograph(path) as (data, _):
-        factor = max(1, -(-max(data.shape) // longest))
-        rows, cols = (data.shape[0] // factor) * factor, (data.shape[1] // factor) * factor
-        binned = np.asarray(data[:rows, :cols], dtype=np.float32)
-        binned = binned.reshape(rows // factor, factor, cols // factor, factor).mean(axis=(1, 3))
+    data, _ = map_micrograph(path)
+    factor = max(1, -(-max(data.shape) // longest))
+    rows, cols = (data.shape[0] // factor) * factor, (data.shape[1] // factor) * factor
+    binned = np.asarray(data[:rows, :cols], dtype=np.float32)
+    binned = binned.reshape(rows // factor, factor, cols // factor, factor).mean(axis=(1, 3))
     finite = binned[np.isfinite(binned)]
     mean, std = (float(finite.mean()), float(finite.std())) if finite.size else (0.0, 1.0)
     return grey((np.nan_to_num(binned, nan=mean) - mean) / (std or 1.0), 3.0)

@@ -16,7 +16,7 @@ import torch
 from miffi.errors import MicrographError, MiffiError
 from miffi.evaluate.label_files import match_labels
 from miffi.labels import GROUPS
-from miffi.mrc import open_micrograph
+from miffi.mrc import map_micrograph
 from miffi.preprocess.config import PreprocessConfig
 from miffi.preprocess.recipe import estimate_offset, squares_to_tensor
 from miffi.preprocess.squares import crop_size
@@ -132,11 +132,11 @@ class AugmentedMicrographs(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Te
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         row = self.samples.iloc[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        with open_micrograph(row["path"]) as (data, header):
-            pixel_size = row["pixel_size"] if pd.notna(row["pixel_size"]) else header.pixel_size
-            if pixel_size is None:
-                raise MicrographError(row["path"], "no pixel size in the header or the metadata")
-            tensor = augmented_tensor(data, float(pixel_size), self.config, rng, self.crop_range)
+        data, header = map_micrograph(row["path"])
+        pixel_size = row["pixel_size"] if pd.notna(row["pixel_size"]) else header.pixel_size
+        if pixel_size is None:
+            raise MicrographError(row["path"], "no pixel size in the header or the metadata")
+        tensor = augmented_tensor(data, float(pixel_size), self.config, rng, self.crop_range)
         if not bool(torch.isfinite(tensor).all()):
             raise MicrographError(row["path"], "augmented crop is not finite (NaN/Inf or no contrast)")
         return tensor, self.targets[index]

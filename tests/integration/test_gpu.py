@@ -77,13 +77,16 @@ def test_training_runs_on_the_gpu_with_bf16(tmp_path, cuda):
 
 @pytest.mark.gpu
 def test_a_gpu_batch_matches_the_cpu_one_micrograph_at_a_time(tmp_path, cuda):
-    """Several K3 micrographs (different offsets) transformed at once on the GPU."""
+    """Several K3 micrographs (different offsets) transformed at once on the GPU, their
+    squares read into pinned memory as the readers do; the CPU reads the same files'
+    memory maps."""
     config = PreprocessConfig()
     images = [structured_image((4092, 5760), seed=20 + i) + 6800.0 * i for i in range(3)]
     loaded = [
-        load_squares(write_mrc(tmp_path / f"m{i}.mrc", image, pixel_size=0.83), None, config)
+        load_squares(write_mrc(tmp_path / f"m{i}.mrc", image, pixel_size=0.83), None, config, pin=True)
         for i, image in enumerate(images)
     ]
+    assert all(m.pinned is not None and m.pinned.is_pinned() for m in loaded)
     batched = transform_batch(loaded, config, cuda)
     for image, one, result in zip(images, loaded, batched):
         assert isinstance(result, Transformed)

@@ -102,10 +102,44 @@ def test_row_blocks_give_the_transform_of_one_call(monkeypatch):
     # that do not divide the side (and one block for everything) must give the same bits.
     squares = np.random.default_rng(3).normal(size=(2, 1001, 1001)).astype(np.float32)
     monkeypatch.setattr(recipe, "ROW_BLOCK", 1001)
-    whole = recipe.cropped_transform(squares, 540, CPU)
+    whole = recipe.cropped_spectrum(squares, 540, CPU)
     monkeypatch.setattr(recipe, "ROW_BLOCK", 64)
-    blocks = recipe.cropped_transform(squares, 540, CPU)
-    for one, many in zip(whole, blocks):
-        assert torch.equal(one, many)
+    blocks = recipe.cropped_spectrum(squares, 540, CPU)
+    assert torch.equal(whole, blocks)
     expected = np.fft.rfft2(squares.astype(np.float64))[:, np.r_[0:270, 731:1001], :271]
-    assert np.abs(blocks[1].numpy() - np.abs(expected)).max() < 1e-5 * np.abs(expected).max()
+    assert np.abs(blocks.numpy() - expected).max() < 1e-5 * np.abs(expected).max()
+
+
+@pytest.mark.parametrize("name", ["k2", "k3_transposed"])
+def test_squares_read_from_the_file_in_blocks_are_the_squares(tmp_path, monkeypatch, name):
+    # The transforms read a micrograph's squares from its memory map, rows at a time (of
+    # the transposed array for a tall one): the same spectrum as from the squares copied
+    # out whole, and the same as two micrographs transformed at once.
+    shape, apix = SHAPES[name]
+    monkeypatch.setattr(recipe, "ROW_BLOCK", 700)
+    image = structured_image(shape, seed=5) + 5000.0
+    loaded = load_squares(write_mrc(tmp_path / "m.mrc", image, pixel_size=apix), None, PreprocessConfig())
+    crop = loaded.layout.crop
+    copied = recipe.cropped_spectrum(loaded.squares(), crop, CPU)
+    assert torch.equal(recipe.cropped_spectrum([loaded], crop, CPU), copied)
+    assert torch.equal(recipe.cropped_spectrum([loaded, loaded], crop, CPU), torch.cat([copied, copied]))
+    assert abs(float(loaded.squares().mean())) < 1.0  # the offset (~5000) was subtracted
+
+
+def test_image_views_are_the_full_image_resized_and_in_blocks():
+    # The image channel and the metrics' block means are reduced from the column
+    # transform, without the full image: the values of the full image's, up to rounding.
+    squares = np.stack([structured_image((1000, 1000), seed=s) for s in (6, 7)])
+    fc = torch.from_numpy(np.fft.rfft2(squares).astype(np.complex64))
+    full = torch.from_numpy(np.fft.irfft2(fc.numpy().astype(np.complex128), s=(1000, 1000)))
+    expected_image = torch.nn.functional.interpolate(
+        full[:, None], size=(384, 384), mode="bilinear", antialias=True, align_corners=False
+    )[:, 0]
+    expected_blocks = torch.nn.functional.avg_pool2d(full[:, None], 7)[:, 0]  # (a remainder of 6 dropped)
+    image, blocks = recipe.image_views(fc.clone(), 384, 7)
+    assert image.shape == (2, 384, 384) and blocks.shape == (2, 142, 142)
+    scale = float(full.abs().max())
+    assert float((image - expected_image).abs().max()) < 1e-5 * scale
+    assert float((blocks - expected_blocks).abs().max()) < 1e-5 * scale
+    image_only, none = recipe.image_views(fc.clone(), 384)
+    assert none is None and torch.equal(image_only, image)

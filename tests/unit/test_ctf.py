@@ -30,7 +30,7 @@ def fits(tmp_path_factory):
     rows = []
     for truth in pd.read_csv(folder / "labels.csv").itertuples():
         loaded = load_squares(folder / "micrographs" / f"{truth.micrograph}.mrc", None, PreprocessConfig())
-        _, amplitude = cropped_transform(loaded.squares, loaded.layout.crop, torch.device("cpu"), loaded.offset)
+        amplitude = cropped_transform([loaded], loaded.layout.crop, torch.device("cpu"), loaded.offset, 384).amplitude
         rows.append({**truth._asdict(), **ctf_metrics(amplitude[0].numpy(), loaded.layout.output_pixel_size)})
     return pd.DataFrame(rows)
 

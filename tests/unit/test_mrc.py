@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from miffi.errors import MicrographError
-from miffi.mrc import open_micrograph, read_header
+from miffi.mrc import map_micrograph, read_header
 from tests.support.micrographs import structured_image, write_mrc
 
 MODES = {0: np.int8, 1: np.int16, 2: np.float32, 6: np.uint16, 12: np.float16}
@@ -27,8 +27,8 @@ def test_reads_every_supported_mode(tmp_path, mode):
     assert header.mode == mode
     assert (header.height, header.width) == (64, 80)
     assert header.pixel_size == pytest.approx(0.83)
-    with open_micrograph(path) as (array, _):
-        assert np.array_equal(array, data)
+    array, _ = map_micrograph(path)
+    assert np.array_equal(array, data)
 
 
 def test_extended_header_is_skipped(tmp_path):
@@ -38,9 +38,9 @@ def test_extended_header_is_skipped(tmp_path):
     path = write_mrc(tmp_path / "epu.mrc", data, pixel_size=1.06, extended_header=ext)
     with mrcfile.open(path) as mrc:
         assert mrc.header.nsymbt == ext.nbytes
-    with open_micrograph(path) as (array, header):
-        assert np.array_equal(array, data)
-        assert header.pixel_size == pytest.approx(1.06)
+    array, header = map_micrograph(path)
+    assert np.array_equal(array, data)
+    assert header.pixel_size == pytest.approx(1.06)
 
 
 def test_single_section_stack_reads_as_2d(tmp_path):
@@ -49,9 +49,9 @@ def test_single_section_stack_reads_as_2d(tmp_path):
     with mrcfile.new(path) as mrc:
         mrc.set_data(data)
         mrc.header.ispg = 0  # an image stack of one section
-    with open_micrograph(path) as (array, header):
-        assert array.shape == (64, 96)
-        assert np.array_equal(array, data[0])
+    array, header = map_micrograph(path)
+    assert array.shape == (64, 96)
+    assert np.array_equal(array, data[0])
 
 
 def test_unset_header_pixel_size_is_none(tmp_path):
