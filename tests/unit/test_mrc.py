@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from miffi.errors import MicrographError
-from miffi.mrc import map_micrograph, read_header
+from miffi.mrc import map_micrograph, read_ahead, read_header
 from tests.support.micrographs import structured_image, write_mrc
 
 MODES = {0: np.int8, 1: np.int16, 2: np.float32, 6: np.uint16, 12: np.float16}
@@ -52,6 +52,24 @@ def test_single_section_stack_reads_as_2d(tmp_path):
     array, header = map_micrograph(path)
     assert array.shape == (64, 96)
     assert np.array_equal(array, data[0])
+
+
+def test_a_map_outlives_the_open_file_and_keeps_what_it_mapped(tmp_path):
+    # Preprocessing opens micrographs ahead of their transforms and reads them later: the
+    # map must stay valid with the file closed, and a file replaced meanwhile (an atomic
+    # rename, as a re-export does) must not mix into what was opened.
+    import gc
+
+    path = write_mrc(tmp_path / "m.mrc", structured_image((64, 96), seed=1), pixel_size=1.0)
+    array, _ = map_micrograph(path)
+    first = np.array(array)
+    gc.collect()
+    write_mrc(tmp_path / "new.mrc", structured_image((64, 96), seed=2), pixel_size=1.0).replace(path)
+    read_ahead(path)
+    read_ahead(tmp_path / "missing.mrc")  # (a hint only: reading it reports the problem)
+    assert np.array_equal(array, first)
+    assert not array.flags.writeable
+    assert not np.array_equal(map_micrograph(path)[0], first)
 
 
 def test_unset_header_pixel_size_is_none(tmp_path):
