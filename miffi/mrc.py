@@ -170,19 +170,21 @@ def map_micrograph(path: str | Path) -> tuple[np.ndarray, MrcHeader]:
     return data.reshape(header.height, header.width), header
 
 
-def read_ahead(path: str | Path) -> None:
-    """Ask the kernel to read a file into the page cache in the background (where it can:
-    Linux), so that a memory map of it is read from memory when it is used."""
-    if not hasattr(os, "posix_fadvise"):
-        return
-    try:
+def read_ahead(path: str | Path, data: np.ndarray) -> None:
+    """Read a memory-mapped micrograph ``data`` (of ``path``) into memory on this thread,
+    so that its later use finds it there, mapped.
+
+    The kernel is asked to read the whole file first (Linux), then one value of every
+    page is read: some network file systems ignore the request.
+    """
+    if hasattr(os, "posix_fadvise"):
         fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # (reading it reports the problem)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-    finally:
-        os.close(fd)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        finally:
+            os.close(fd)
+    flat = data.reshape(-1)
+    np.array(flat[:: max(1, 4096 // flat.itemsize)])
 
 
 #: Sampled content fingerprint: this many blocks of this many bytes, spread over the file.

@@ -87,13 +87,13 @@ class _Item:
 
 
 def _read(item: _Item, config: PreprocessConfig, device: torch.device) -> tuple[LoadedMicrograph, float]:
-    """The micrograph opened (for a GPU: its squares read into pinned memory; for the CPU:
-    the file asked to be read into the page cache, where the transforms read it), and the
-    seconds that took."""
+    """The micrograph opened and read (for a GPU: its squares into pinned memory; for the
+    CPU: the file into memory, where the transforms read its map), and the seconds that
+    took."""
     started = time.perf_counter()
-    if device.type == "cpu":
-        read_ahead(item.path)
     loaded = load_squares(item.path, item.pixel_size, config, pin=device.type == "cuda")
+    if device.type == "cpu":
+        read_ahead(item.path, loaded.data)
     return loaded, time.perf_counter() - started
 
 
@@ -173,7 +173,7 @@ def preprocess_table(
         finishing: deque[tuple[_Item, Future[None], float]] = deque()
         batch = stages.batch
 
-        def read_ahead() -> None:
+        def open_ahead() -> None:
             for item in itertools.islice(queue, stages.readers + batch - len(reading)):
                 reading.append((item, reader.submit(_read, item, cache.config, device)))
 
@@ -185,7 +185,7 @@ def preprocess_table(
             bar.update(1)
 
         try:
-            read_ahead()
+            open_ahead()
             while reading:
                 loaded: dict[tuple[int, int, int], list[tuple[_Item, LoadedMicrograph, float]]] = {}
                 for item, future in [reading.popleft() for _ in range(min(batch, len(reading)))]:
@@ -195,7 +195,7 @@ def preprocess_table(
                     except Exception as exc:
                         fail(item, exc, 0.0)
                         bar.update(1)
-                read_ahead()
+                open_ahead()
                 for members in loaded.values():
                     started = time.perf_counter()
                     outcomes, whole = _transform([m for _, m, _ in members], cache.config, device)

@@ -13,6 +13,7 @@ in torch. Only the forward crop and the inverse transform differ between the two
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ from miffi.preprocess.metrics import (
 )
 from miffi.preprocess.squares import SquareLayout, layout_for
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class LoadedMicrograph:
@@ -58,7 +61,8 @@ class LoadedMicrograph:
         """Rows ``rows`` of every square, minus the offset, written into ``out`` ([k, rows, n])."""
         source = self.data.T if self.layout.transposed else self.data
         for i, (start, stop) in enumerate(self.layout.columns):
-            np.subtract(source[rows, start:stop], self.offset, out=out[i], casting="unsafe")
+            # (in float32 whatever the file's type: float16 would round the offset away)
+            np.subtract(source[rows, start:stop], self.offset, out=out[i], dtype=np.float32, casting="unsafe")
         return out
 
     def squares(self) -> np.ndarray:
@@ -102,7 +106,11 @@ def load_squares(
     loaded = LoadedMicrograph(str(path), data, estimate_offset(data), layout, header)
     if not pin:
         return loaded
-    pinned = torch.empty((layout.count, layout.side, layout.side), dtype=torch.float32, pin_memory=True)
+    try:
+        pinned = torch.empty((layout.count, layout.side, layout.side), dtype=torch.float32, pin_memory=True)
+    except RuntimeError as exc:  # (a locked-memory limit, say): the copy to the device waits instead
+        log.warning("cannot pin host memory for %s (%s): copying it to the device from pageable memory", path, exc)
+        return loaded
     loaded.square_rows(slice(None), pinned.numpy())
     return dataclasses.replace(loaded, pinned=pinned)
 
@@ -111,27 +119,24 @@ def load_squares(
 #: are stored, so neither the squares nor the full half-spectrum is ever held whole.
 ROW_BLOCK = 512
 
-#: Writes rows ``rows`` of every square into ``out`` and returns them (maybe as a view of
-#: squares held in memory instead).
-SquareRows = Callable[[slice, np.ndarray], np.ndarray]
+#: Rows ``rows`` of every square, ``[k, rows, n]`` (a view, or a block reused for each call).
+SquareRows = Callable[[slice], np.ndarray]
 
 
 def _cropped_rfft2_cpu(rows_of: SquareRows, count: int, side: int, crop: int, dtype: np.dtype) -> np.ndarray:
     # Row transforms first, a block of rows at a time, keeping the D/2+1 kept columns;
-    # then the column FFT (in place) and the kept rows, moved up in place. Each row's transform is computed
-    # on its own, so blocks of rows give the same values as one call.
+    # then the column FFT (in place) and the kept rows, moved up in place. Each row's
+    # transform is computed on its own, so blocks of rows give the same values as one call.
     half = crop // 2
     workers = available_cores()
     spectrum = np.empty((count, side, half + 1), dtype=np.result_type(dtype, np.complex64))
-    block = np.empty((count, min(ROW_BLOCK, side), side), dtype=dtype)
     for start in range(0, side, ROW_BLOCK):
         rows = slice(start, min(start + ROW_BLOCK, side))
-        values = rows_of(rows, block[:, : rows.stop - rows.start])
-        spectrum[:, rows] = scipy.fft.rfft(values, axis=-1, workers=workers)[..., : half + 1]
+        spectrum[:, rows] = scipy.fft.rfft(rows_of(rows), axis=-1, workers=workers)[..., : half + 1]
     transformed: np.ndarray = scipy.fft.fft(spectrum, axis=-2, workers=workers, overwrite_x=True)
-    # The kept rows, in place (numpy copies through a buffer where the ranges overlap).
-    transformed[:, half : 2 * half] = transformed[:, side - half :]
-    return transformed[:, : 2 * half]
+    if side > crop:  # (numpy copies through a buffer where the ranges overlap)
+        transformed[:, half:crop] = transformed[:, side - half :]
+    return transformed[:, :crop]
 
 
 def _cropped_rfft2_torch(squares: torch.Tensor, crop: int) -> torch.Tensor:
@@ -154,23 +159,25 @@ def cropped_spectrum(squares: Squares, crop: int, device: torch.device) -> torch
         if device.type == "cpu":
             host = squares.numpy() if isinstance(squares, torch.Tensor) else squares
             count, side = host.shape[0], host.shape[-1]
-            return torch.from_numpy(_cropped_rfft2_cpu(lambda rows, _: host[:, rows], count, side, crop, host.dtype))
+            return torch.from_numpy(_cropped_rfft2_cpu(lambda rows: host[:, rows], count, side, crop, host.dtype))
         return _cropped_rfft2_torch(torch.as_tensor(squares).to(device, non_blocking=True), crop)
+    counts = np.cumsum([0, *(m.layout.count for m in squares)])
+    side = squares[0].layout.side
     if device.type == "cpu":
-        counts = np.cumsum([0, *(m.layout.count for m in squares)])
+        block = np.empty((int(counts[-1]), min(ROW_BLOCK, side), side), dtype=np.float32)
 
-        def rows_of(rows: slice, out: np.ndarray) -> np.ndarray:
+        def rows_of(rows: slice) -> np.ndarray:
+            out = block[:, : len(range(side)[rows])]
             for loaded, start, stop in zip(squares, counts[:-1], counts[1:]):
                 loaded.square_rows(rows, out[start:stop])
             return out
 
-        side = squares[0].layout.side
         return torch.from_numpy(_cropped_rfft2_cpu(rows_of, int(counts[-1]), side, crop, np.dtype(np.float32)))
-    on_device = [
-        (m.pinned if m.pinned is not None else torch.from_numpy(m.squares())).to(device, non_blocking=True)
-        for m in squares
-    ]
-    return _cropped_rfft2_torch(torch.cat(on_device) if len(on_device) > 1 else on_device[0], crop)
+    stacked = torch.empty((int(counts[-1]), side, side), dtype=torch.float32, device=device)
+    for loaded, start, stop in zip(squares, counts[:-1], counts[1:]):
+        source = loaded.pinned if loaded.pinned is not None else torch.from_numpy(loaded.squares())
+        stacked[start:stop].copy_(source, non_blocking=True)
+    return _cropped_rfft2_torch(stacked, crop)
 
 
 @dataclass(frozen=True)
@@ -239,6 +246,7 @@ def image_views(fc: torch.Tensor, size: int, step: int | None = None) -> tuple[t
         rows = torch.from_numpy(scipy.fft.irfft(joined.numpy(), n=crop, axis=-1, workers=available_cores()))
     else:
         rows = torch.fft.irfft(joined, n=crop, dim=-1)
+    rows = rows.to(torch.float32)  # (float64 squares give float64 transforms)
     image = _resize(rows[:, :size], size)[:, 0]
     return image, None if step is None else _block_means_along(rows[:, size:], step, -1)
 
@@ -433,7 +441,7 @@ def transform_batch(
     file, or a square without contrast); the tensors are those of one-by-one transforms.
     """
     if len({batch_key(m) for m in batch}) != 1:
-        raise ValueError("transform_batch: the micrographs of a batch must share square side and crop")
+        raise ValueError("transform_batch: the micrographs of a batch must share square side, crop and coarse block")
     counts = [m.layout.count for m in batch]
     offsets = np.repeat(np.array([m.offset for m in batch], dtype=np.float64), counts)
     _, crop, step = batch_key(batch[0])

@@ -126,6 +126,17 @@ def test_squares_read_from_the_file_in_blocks_are_the_squares(tmp_path, monkeypa
     assert abs(float(loaded.squares().mean())) < 1.0  # the offset (~5000) was subtracted
 
 
+def test_float16_counts_keep_their_offset_exactly(tmp_path):
+    # The offset is subtracted in float32 whatever the file's type: in float16 (MRC mode
+    # 12) the offset itself would be rounded to a multiple of 4 near 5000 counts, while the
+    # DC amplitude adds back the exact one.
+    image = (structured_image((256, 256), seed=8) * 20 + 5001.3).astype(np.float16)
+    loaded = load_squares(write_mrc(tmp_path / "m.mrc", image, pixel_size=1.5), None, PreprocessConfig())
+    amplitude = recipe.cropped_transform([loaded], loaded.layout.crop, CPU, loaded.offset, 384).amplitude
+    total = float(image.astype(np.float64).sum())
+    assert abs(float(amplitude[0, 0, 0]) - total) < 1e-6 * total
+
+
 def test_image_views_are_the_full_image_resized_and_in_blocks():
     # The image channel and the metrics' block means are reduced from the column
     # transform, without the full image: the values of the full image's, up to rounding.

@@ -58,7 +58,7 @@ def test_a_batch_gives_each_micrograph_its_own_tensor_metrics_and_error(mixed_fo
 
 def test_a_batch_must_share_square_size_and_crop(mixed_folder):
     loaded = [load_squares(mixed_folder / f"{n}.mrc", None, PreprocessConfig()) for n in ("wide_0", "tall")]
-    with pytest.raises(ValueError, match="share square side and crop"):
+    with pytest.raises(ValueError, match="share square side, crop and coarse block"):
         transform_batch(loaded, PreprocessConfig(), CPU)
 
 
