@@ -70,7 +70,8 @@ class Stages:
         metrics (one core each, about half the transforms' time on two cores) beside the
         next ones' transforms; a GPU transforms eight at once and needs the cores for
         reading and metrics (at most eight threads each: for a GPU every micrograph read
-        ahead holds its squares in pinned memory, 134 MB for a K3 one)."""
+        ahead holds its squares in pinned memory, 134 MB for a K3 one, which PyTorch's
+        pinned allocator rounds up to 256 MB)."""
         cores = cores or available_cores()
         if device.type == "cpu":
             side = max(1, min(4, cores // 4))
