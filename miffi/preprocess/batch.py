@@ -71,7 +71,7 @@ class Stages:
         next ones' transforms; a GPU transforms eight at once and needs the cores for
         reading and metrics (at most eight threads each: for a GPU every micrograph read
         ahead holds its squares in pinned memory, 134 MB for a K3 one, which PyTorch's
-        pinned allocator rounds up to 256 MB)."""
+        pinned allocator can round up to 256 MB)."""
         cores = cores or available_cores()
         if device.type == "cpu":
             side = max(1, min(4, cores // 4))

@@ -282,16 +282,19 @@ def coarse_grid(pixel_size: float | None, shape: tuple[int, ...]) -> tuple[int, 
     return step, apix * step
 
 
+def block_means_along(planes: torch.Tensor, step: int, dim: int) -> torch.Tensor:
+    """Means of ``step`` consecutive values along ``dim`` (-2: rows, -1: columns) of
+    ``[..., H, W]`` planes, on their device (a remainder dropped). The preprocessing
+    takes them one axis at a time (:func:`miffi.preprocess.recipe.image_views`)."""
+    count = planes.shape[dim] // step
+    means: torch.Tensor = planes.narrow(dim, 0, count * step).unflatten(dim, (count, step)).mean(dim)
+    return means
+
+
 def block_means(images: torch.Tensor, step: int) -> torch.Tensor:
     """Means of ``step × step`` blocks of each ``[..., H, W]`` plane, on its device (a
     remainder at the edges is dropped)."""
-    import torch  # imported here: the stages that only read metrics should not pay for torch
-
-    if step == 1:
-        return images
-    planes = images.reshape(-1, 1, *images.shape[-2:])
-    pooled = torch.nn.functional.avg_pool2d(planes, step)
-    return pooled.reshape(*images.shape[:-2], *pooled.shape[-2:])
+    return block_means_along(block_means_along(images, step, -2), step, -1)
 
 
 def realspace_metrics(

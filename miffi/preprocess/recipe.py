@@ -30,6 +30,7 @@ from miffi.preprocess.config import PreprocessConfig
 from miffi.preprocess.metric_names import micrograph_metrics
 from miffi.preprocess.metrics import (
     SpectralSums,
+    block_means_along,
     coarse_grid,
     coarse_metrics,
     spectral_metrics_from,
@@ -57,9 +58,14 @@ class LoadedMicrograph:
     header: MrcHeader
     pinned: torch.Tensor | None = None  # [k, n, n] float32, the squares minus ``offset``
 
+    @property
+    def _source(self) -> np.ndarray:
+        """The data with the squares' side along the rows (transposed where tall)."""
+        return self.data.T if self.layout.transposed else self.data
+
     def square_rows(self, rows: slice, out: np.ndarray) -> np.ndarray:
         """Rows ``rows`` of every square, minus the offset, written into ``out`` ([k, rows, n])."""
-        source = self.data.T if self.layout.transposed else self.data
+        source = self._source
         for i, (start, stop) in enumerate(self.layout.columns):
             # (in float32 whatever the file's type: float16 would round the offset away)
             np.subtract(source[rows, start:stop], self.offset, out=out[i], dtype=np.float32, casting="unsafe")
@@ -73,8 +79,7 @@ class LoadedMicrograph:
 
     def finite(self) -> bool:
         """Whether the squares hold only finite values."""
-        source = self.data.T if self.layout.transposed else self.data
-        return all(bool(np.isfinite(source[:, start:stop]).all()) for start, stop in self.layout.columns)
+        return all(bool(np.isfinite(self._source[:, start:stop]).all()) for start, stop in self.layout.columns)
 
 
 def estimate_offset(data: np.ndarray) -> float:
@@ -213,14 +218,6 @@ def _resize_rows(planes: torch.Tensor, size: int) -> torch.Tensor:
     return resized[:, 0]
 
 
-def _block_means_along(planes: torch.Tensor, step: int, dim: int) -> torch.Tensor:
-    """Means of ``step`` consecutive values along ``dim`` (-2: rows, -1: columns) of
-    ``[..., H, W]`` planes (a remainder dropped)."""
-    count = planes.shape[dim] // step
-    means: torch.Tensor = planes.narrow(dim, 0, count * step).unflatten(dim, (count, step)).mean(dim)
-    return means
-
-
 def image_views(fc: torch.Tensor, size: int, step: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The real-space image ``irfft2(Fc)`` resized to ``size × size`` (:func:`_resize`)
     and, with ``step``, in ``step × step`` block means, without the full image:
@@ -240,7 +237,7 @@ def image_views(fc: torch.Tensor, size: int, step: int | None = None) -> tuple[t
     # The rows as real numbers, each complex value a (real, imaginary) pair of columns:
     # the row reductions treat every column alike.
     parts = torch.view_as_real(columns).flatten(-2)  # [k, D, 2 (D/2+1)]
-    reduced = [_resize_rows(parts, size)] + ([] if step is None else [_block_means_along(parts, step, -2)])
+    reduced = [_resize_rows(parts, size)] + ([] if step is None else [block_means_along(parts, step, -2)])
     joined = torch.view_as_complex(torch.cat(reduced, dim=-2).unflatten(-1, (-1, 2)))
     if fc.device.type == "cpu":
         rows = torch.from_numpy(scipy.fft.irfft(joined.numpy(), n=crop, axis=-1, workers=available_cores()))
@@ -248,7 +245,7 @@ def image_views(fc: torch.Tensor, size: int, step: int | None = None) -> tuple[t
         rows = torch.fft.irfft(joined, n=crop, dim=-1)
     rows = rows.to(torch.float32)  # (float64 squares give float64 transforms)
     image = _resize(rows[:, :size], size)[:, 0]
-    return image, None if step is None else _block_means_along(rows[:, size:], step, -1)
+    return image, None if step is None else block_means_along(rows[:, size:], step, -1)
 
 
 def cropped_transform(
