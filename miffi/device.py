@@ -1,9 +1,14 @@
-"""Explicit device choice: ``auto`` uses a visible GPU, ``cuda`` insists, ``cpu`` never uses one."""
+"""This machine: explicit device choice (``auto`` uses a visible GPU, ``cuda`` insists,
+``cpu`` never uses one), its cores and CPU features, and process-wide tuning for the
+command line's long runs."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import gc
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -92,3 +97,25 @@ def retain_freed_memory() -> bool:
         and bool(libc.mallopt(m_trim_threshold, (1 << 31) - 1))
         and bool(libc.mallopt(m_arena_max, 1))
     )
+
+
+@contextlib.contextmanager
+def frozen_imports() -> Iterator[None]:
+    """Import a command's libraries with Python's cyclic garbage collector off, then move
+    every object they made out of its sight (``gc.freeze``) and turn it back on.
+
+    Importing torch, pandas and scipy makes hundreds of thousands of objects that live as
+    long as the process. The collector scans them all in every full collection, during
+    the imports and afterwards (measured on a 2-core Xeon: the imports 1.33 → 1.10 s;
+    preprocessing 8 K3 micrographs, in a process that had frozen its imports, 0.3 s less
+    CPU time). Garbage that the imports leave in reference cycles is frozen too: about
+    7,600 objects for ``miffi run``, with no measurable memory, once per process.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()

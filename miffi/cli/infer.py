@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from miffi.cli import options
+from miffi.device import frozen_imports
 
 log = logging.getLogger("miffi")
 
@@ -20,7 +21,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from miffi.pipeline import RunOptions, predict_stage, write_table
+    with frozen_imports():
+        from miffi.pipeline import RunOptions, predict_stage, write_table
 
     table = options.chunk_table(args)
     settings = RunOptions(**options.prediction_settings(args))

@@ -11,6 +11,7 @@ import logging
 
 from miffi.cli import options
 from miffi.cli.train import add_train_options, training_setup
+from miffi.device import frozen_imports
 
 log = logging.getLogger("miffi")
 
@@ -21,7 +22,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from miffi.train.curves import learning_curve
+    with frozen_imports():
+        from miffi.train.curves import learning_curve
 
     setup = training_setup(args)
     if setup is None:

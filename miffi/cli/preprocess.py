@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from miffi.cli import options
+from miffi.device import frozen_imports
 
 log = logging.getLogger("miffi")
 
@@ -36,12 +37,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from miffi import atomic
-    from miffi.device import resolve_device
-    from miffi.intake.chunks import select_chunk
-    from miffi.preprocess.batch import preprocess_table, summarise
-    from miffi.preprocess.cache import TensorCache
-    from miffi.preprocess.config import PreprocessConfig
+    with frozen_imports():
+        from miffi import atomic
+        from miffi.device import resolve_device
+        from miffi.intake.chunks import select_chunk
+        from miffi.preprocess.batch import preprocess_table, summarise
+        from miffi.preprocess.cache import TensorCache
+        from miffi.preprocess.config import PreprocessConfig
 
     device = resolve_device(args.device)
     config = PreprocessConfig(power_spectrum=args.channels == 2, max_squares=args.max_squares)

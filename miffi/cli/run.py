@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from miffi.cli import options
+from miffi.device import frozen_imports
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,7 +40,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from miffi.pipeline import RunOptions, run_pipeline
+    with frozen_imports():
+        from miffi.pipeline import RunOptions, run_pipeline
 
     settings = RunOptions(
         **options.prediction_settings(args),

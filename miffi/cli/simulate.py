@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from miffi.cli import options
+from miffi.device import frozen_imports
 
 log = logging.getLogger("miffi")
 
@@ -30,8 +31,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from miffi.simulate.config import SimulationConfig, parse_detector
-    from miffi.simulate.dataset import describe_labels, simulate_dataset
+    with frozen_imports():
+        from miffi.simulate.config import SimulationConfig, parse_detector
+        from miffi.simulate.dataset import describe_labels, simulate_dataset
 
     config = SimulationConfig.from_yaml(args.config) if args.config else SimulationConfig()
     table = simulate_dataset(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from miffi.cli import options
+from miffi.device import frozen_imports
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -110,7 +111,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from miffi.train.loop import best_epoch, train
+    with frozen_imports():
+        from miffi.train.loop import best_epoch, train
 
     setup = training_setup(args)
     if setup is None:

@@ -1,5 +1,6 @@
 """What the CPU can do fast: native bfloat16 from its flags, the precision --fast picks,
-the batch size by device, and memory reuse across threads."""
+the batch size by device, memory reuse across threads, and imports out of the garbage
+collector's sight."""
 
 from __future__ import annotations
 
@@ -109,3 +110,33 @@ def test_threads_reuse_freed_memory_once_it_is_retained():
     pages = 3 * 2 * 4092 * 4092 * 4 // (2 << 20)  # three arrays, in 2 MB huge pages at the fewest
     assert faults("default") >= pages  # a thread's arena maps each large array afresh
     assert faults("retain") < pages // 10
+
+
+def test_frozen_imports_collect_nothing_inside_and_freeze_what_was_made():
+    import gc
+
+    from miffi.device import frozen_imports
+
+    class Cycle:
+        pass
+
+    assert gc.isenabled()
+    frozen = gc.get_freeze_count()
+    try:
+        with frozen_imports():
+            assert not gc.isenabled()
+            made = [Cycle() for _ in range(1000)]
+            for item in made:
+                item.me = item  # (garbage in cycles, were it dropped)
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= frozen + len(made)
+        with pytest.raises(ImportError), frozen_imports():
+            raise ImportError("no such module")
+        assert gc.isenabled()  # (also after a failed import)
+        gc.disable()
+        with frozen_imports():
+            pass
+        assert not gc.isenabled()  # (left as it was)
+    finally:
+        gc.enable()
+        gc.unfreeze()
