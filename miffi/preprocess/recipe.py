@@ -6,8 +6,10 @@ transform, no second FFT) → bilinear antialiased resize → robust normalisati
 The exact order and conventions are those of the published models (see
 docs/preprocessing.md); tests compare against a literal transcription of that recipe.
 
-On the CPU the FFTs run in scipy with one worker per available core; on a GPU they run
-in torch. Only the forward crop and the inverse transform differ between the two.
+On the CPU the FFTs run in scipy, by default with one worker per available core
+(preprocessing runs several micrographs at once instead, each with its share of the
+cores); on a GPU they run in torch. Only the forward crop and the inverse transform
+differ between the two.
 """
 
 from __future__ import annotations
@@ -71,6 +73,17 @@ class LoadedMicrograph:
             np.subtract(source[rows, start:stop], self.offset, out=out[i], dtype=np.float32, casting="unsafe")
         return out
 
+    def each_square(self) -> list[LoadedMicrograph]:
+        """This micrograph as one micrograph per square (the same map, one square each)."""
+        return [
+            dataclasses.replace(
+                self,
+                layout=dataclasses.replace(self.layout, columns=(columns,)),
+                pinned=None if self.pinned is None else self.pinned[i : i + 1],
+            )
+            for i, columns in enumerate(self.layout.columns)
+        ]
+
     def squares(self) -> np.ndarray:
         """All squares, minus the offset: ``[k, n, n]`` float32 (a copy)."""
         layout = self.layout
@@ -128,12 +141,13 @@ ROW_BLOCK = 512
 SquareRows = Callable[[slice], np.ndarray]
 
 
-def _cropped_rfft2_cpu(rows_of: SquareRows, count: int, side: int, crop: int, dtype: np.dtype) -> np.ndarray:
+def _cropped_rfft2_cpu(
+    rows_of: SquareRows, count: int, side: int, crop: int, dtype: np.dtype, workers: int
+) -> np.ndarray:
     # Row transforms first, a block of rows at a time, keeping the D/2+1 kept columns;
     # then the column FFT (in place) and the kept rows, moved up in place. Each row's
     # transform is computed on its own, so blocks of rows give the same values as one call.
     half = crop // 2
-    workers = available_cores()
     spectrum = np.empty((count, side, half + 1), dtype=np.result_type(dtype, np.complex64))
     for start in range(0, side, ROW_BLOCK):
         rows = slice(start, min(start + ROW_BLOCK, side))
@@ -154,17 +168,20 @@ def _cropped_rfft2_torch(squares: torch.Tensor, crop: int) -> torch.Tensor:
 Squares = np.ndarray | torch.Tensor | Sequence[LoadedMicrograph]
 
 
-def cropped_spectrum(squares: Squares, crop: int, device: torch.device) -> torch.Tensor:
+def cropped_spectrum(squares: Squares, crop: int, device: torch.device, workers: int | None = None) -> torch.Tensor:
     """``Fc``: the ``rfft2`` of each ``[n, n]`` square, Fourier-cropped to ``D = crop``
     (``[k, D, D/2+1]`` complex, on ``device``).
 
     ``squares``: an array ``[k, n, n]``, or micrographs whose squares are taken in turn.
+    ``workers``: threads of the CPU's FFTs (default: every available core).
     """
+    workers = workers or available_cores()
     if isinstance(squares, (np.ndarray, torch.Tensor)):
         if device.type == "cpu":
             host = squares.numpy() if isinstance(squares, torch.Tensor) else squares
             count, side = host.shape[0], host.shape[-1]
-            return torch.from_numpy(_cropped_rfft2_cpu(lambda rows: host[:, rows], count, side, crop, host.dtype))
+            spectrum = _cropped_rfft2_cpu(lambda rows: host[:, rows], count, side, crop, host.dtype, workers)
+            return torch.from_numpy(spectrum)
         return _cropped_rfft2_torch(torch.as_tensor(squares).to(device, non_blocking=True), crop)
     counts = np.cumsum([0, *(m.layout.count for m in squares)])
     side = squares[0].layout.side
@@ -177,7 +194,7 @@ def cropped_spectrum(squares: Squares, crop: int, device: torch.device) -> torch
                 loaded.square_rows(rows, out[start:stop])
             return out
 
-        return torch.from_numpy(_cropped_rfft2_cpu(rows_of, int(counts[-1]), side, crop, np.dtype(np.float32)))
+        return torch.from_numpy(_cropped_rfft2_cpu(rows_of, int(counts[-1]), side, crop, np.dtype(np.float32), workers))
     stacked = torch.empty((int(counts[-1]), side, side), dtype=torch.float32, device=device)
     for loaded, start, stop in zip(squares, counts[:-1], counts[1:]):
         source = loaded.pinned if loaded.pinned is not None else torch.from_numpy(loaded.squares())
@@ -218,11 +235,13 @@ def _resize_rows(planes: torch.Tensor, size: int) -> torch.Tensor:
     return resized[:, 0]
 
 
-def image_views(fc: torch.Tensor, size: int, step: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def image_views(
+    fc: torch.Tensor, size: int, step: int | None = None, workers: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The real-space image ``irfft2(Fc)`` resized to ``size × size`` (:func:`_resize`)
     and, with ``step``, in ``step × step`` block means, without the full image:
     ``[k, size, size]`` and ``[k, D // step, D // step]`` float32. On the CPU ``fc`` is
-    overwritten.
+    overwritten; ``workers`` as for :func:`cropped_spectrum`.
 
     The inverse transform, the resize and the block means are all linear and separable,
     so the rows are reduced right after the column transform, and only the reduced rows
@@ -230,8 +249,9 @@ def image_views(fc: torch.Tensor, size: int, step: int | None = None) -> tuple[t
     those of the full image up to float32 rounding (~1e-6 relative).
     """
     crop = fc.shape[-2]
+    workers = workers or available_cores()
     if fc.device.type == "cpu":
-        columns = torch.from_numpy(scipy.fft.ifft(fc.numpy(), axis=-2, workers=available_cores(), overwrite_x=True))
+        columns = torch.from_numpy(scipy.fft.ifft(fc.numpy(), axis=-2, workers=workers, overwrite_x=True))
     else:
         columns = torch.fft.ifft(fc, dim=-2)
     # The rows as real numbers, each complex value a (real, imaginary) pair of columns:
@@ -240,7 +260,7 @@ def image_views(fc: torch.Tensor, size: int, step: int | None = None) -> tuple[t
     reduced = [_resize_rows(parts, size)] + ([] if step is None else [block_means_along(parts, step, -2)])
     joined = torch.view_as_complex(torch.cat(reduced, dim=-2).unflatten(-1, (-1, 2)))
     if fc.device.type == "cpu":
-        rows = torch.from_numpy(scipy.fft.irfft(joined.numpy(), n=crop, axis=-1, workers=available_cores()))
+        rows = torch.from_numpy(scipy.fft.irfft(joined.numpy(), n=crop, axis=-1, workers=workers))
     else:
         rows = torch.fft.irfft(joined, n=crop, dim=-1)
     rows = rows.to(torch.float32)  # (float64 squares give float64 transforms)
@@ -255,19 +275,21 @@ def cropped_transform(
     offset: float | np.ndarray,
     size: int,
     step: int | None = None,
+    workers: int | None = None,
 ) -> Planes:
     """The :class:`Planes` of ``[k, n, n]`` squares that had ``offset`` subtracted (one
     value, or one per square: squares of several micrographs at once), Fourier-cropped
-    to ``D = crop``, on ``device``: the image at ``size`` and, with ``step``, its block means.
+    to ``D = crop``, on ``device``: the image at ``size`` and, with ``step``, its block
+    means (``workers``: as for :func:`cropped_spectrum`).
 
     The image is left without the offset: a constant shift does not change the image
     channel after the (shift-invariant) resize and robust normalisation; the metrics
     add it back to the block means.
     """
     side = squares[0].layout.side if isinstance(squares, Sequence) else squares.shape[-1]
-    fc = cropped_spectrum(squares, crop, device)
+    fc = cropped_spectrum(squares, crop, device, workers)
     amplitude = amplitudes(fc, offset, side)  # (first: on the CPU the image views overwrite fc)
-    image, coarse = image_views(fc, size, step)
+    image, coarse = image_views(fc, size, step, workers)
     return Planes(image, coarse, amplitude)
 
 
@@ -417,54 +439,75 @@ def batch_key(loaded: LoadedMicrograph) -> tuple[int, int, int]:
     return loaded.layout.side, loaded.layout.crop, coarse_step(loaded.layout)
 
 
-def _sums(planes: Planes, layout: SquareLayout, shared: bool) -> Callable[[], list[SquareSums]]:
-    """:attr:`Transformed.sums` of one micrograph's planes: reduced now on a GPU, later on
-    the CPU (from copies of its own where the planes are ``shared`` with a batch's)."""
-    if planes.amplitude.device.type != "cpu":
-        made = square_sums(planes, layout)
+def _sums(planes: list[Planes], layout: SquareLayout) -> Callable[[], list[SquareSums]]:
+    """:attr:`Transformed.sums` of one micrograph's planes (in parts, each of its own):
+    reduced now on a GPU, later on the CPU."""
+    if planes[0].amplitude.device.type != "cpu":
+        made = [sums for part in planes for sums in square_sums(part, layout)]
         return lambda: made
-    if shared:  # (so that the batch's arrays can go)
-        assert planes.coarse is not None
-        planes = Planes(planes.image, planes.coarse.clone(), planes.amplitude.clone())
-    return lambda: square_sums(planes, layout)
+    return lambda: [sums for part in planes for sums in square_sums(part, layout)]
+
+
+#: One micrograph's transforms: its planes (in parts), its cached array and, per square,
+#: whether that is finite.
+_Made = tuple[list[Planes], np.ndarray, np.ndarray]
+
+
+def _transform_each(
+    batch: Sequence[LoadedMicrograph], config: PreprocessConfig, device: torch.device, workers: int | None
+) -> list[_Made]:
+    """The transforms of ``batch`` (sharing one :func:`batch_key`), for each micrograph.
+
+    On a GPU all squares of the batch go through one set of kernels. On the CPU they go
+    one square at a time: the transforms' arrays are then those of one square (about
+    100 MB for a K3 one instead of 200 MB for both), which is no slower there and spares
+    the kernel's zeroing of fresh pages where several micrographs are transformed side
+    by side (8 K3 micrographs, 2 at a time on 2 cores: 0.8-1.5 s → 0.3-0.4 s of system
+    time). Each square's values are the same either way (its transforms are its own).
+    """
+    _, crop, step = batch_key(batch[0])
+
+    def transform(squares: Sequence[LoadedMicrograph]) -> tuple[Planes, torch.Tensor]:
+        offsets = np.repeat([m.offset for m in squares], [m.layout.count for m in squares]).astype(np.float64)
+        planes = cropped_transform(squares, crop, device, offsets, config.size, step, workers)
+        return planes, planes_to_tensor(planes, config)
+
+    def finite(tensor: torch.Tensor) -> np.ndarray:
+        return np.asarray(torch.isfinite(tensor).flatten(1).all(dim=1).cpu().numpy())
+
+    if device.type == "cpu":
+        made: list[_Made] = []
+        for loaded in batch:
+            parts = [transform([square]) for square in loaded.each_square()]
+            tensor = torch.cat([t for _, t in parts])
+            made.append(([p for p, _ in parts], tensor.numpy(), finite(tensor)))
+        return made
+    planes, tensor = transform(batch)
+    host, usable = tensor.cpu().numpy(), finite(tensor)
+    own = np.array if len(batch) > 1 else np.asarray  # (a copy, so the batch's arrays can go)
+    bounds = np.cumsum([0, *(m.layout.count for m in batch)])
+    return [([planes[a:b]], own(host[a:b]), usable[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def transform_batch(
-    batch: Sequence[LoadedMicrograph], config: PreprocessConfig, device: torch.device
+    batch: Sequence[LoadedMicrograph], config: PreprocessConfig, device: torch.device, workers: int | None = None
 ) -> list[Transformed | MicrographError]:
-    """The transforms of micrographs sharing one :func:`batch_key`, as one pass over their
-    stacked squares (on a GPU: one set of kernels for them all). Each micrograph gets its
-    own result, or the :class:`MicrographError` that says why it has none (NaN/Inf in the
-    file, or a square without contrast); the tensors are those of one-by-one transforms.
+    """The transforms of micrographs sharing one :func:`batch_key` (on a GPU: one set of
+    kernels for all their squares). Each micrograph gets its own result, or the
+    :class:`MicrographError` that says why it has none (NaN/Inf in the file, or a square
+    without contrast); the tensors are those of one-by-one transforms. ``workers``:
+    threads of the CPU's FFTs (default: every available core).
     """
     if len({batch_key(m) for m in batch}) != 1:
         raise ValueError("transform_batch: the micrographs of a batch must share square side, crop and coarse block")
-    counts = [m.layout.count for m in batch]
-    offsets = np.repeat(np.array([m.offset for m in batch], dtype=np.float64), counts)
-    _, crop, step = batch_key(batch[0])
-    planes = cropped_transform(batch, crop, device, offsets, config.size, step)
-    tensor = planes_to_tensor(planes, config)
-    finite = torch.isfinite(tensor).flatten(1).all(dim=1).cpu().numpy()
-    tensors = tensor.cpu().numpy()
-    own = np.array if len(batch) > 1 else np.asarray  # (a copy, so the batch's arrays can go)
     results: list[Transformed | MicrographError] = []
-    start = 0
-    for loaded, count in zip(batch, counts):
-        part = slice(start, start + count)
-        start += count
-        if finite[part].all():
-            results.append(
-                Transformed(
-                    loaded.layout,
-                    loaded.offset,
-                    own(tensors[part]),
-                    _sums(planes[part], loaded.layout, len(batch) > 1),
-                )
-            )
+    for loaded, (planes, tensor, finite) in zip(batch, _transform_each(batch, config, device, workers)):
+        if finite.all():
+            results.append(Transformed(loaded.layout, loaded.offset, tensor, _sums(planes, loaded.layout)))
         elif not loaded.finite():
             results.append(MicrographError(loaded.path, "contains NaN or Inf values"))
         else:
-            bad = int(np.flatnonzero(~finite[part])[0])
+            bad = int(np.flatnonzero(~finite)[0])
             results.append(MicrographError(loaded.path, f"square {bad} has constant values (no contrast)"))
     return results
 

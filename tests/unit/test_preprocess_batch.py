@@ -1,7 +1,8 @@
 """Batched transforms and the overlapped stages of preprocessing change no result.
 
-A GPU transforms several micrographs at once and the metrics and cache writes run in
-background threads; each micrograph must still get exactly what it gets on its own.
+A GPU transforms several micrographs at once, the CPU transforms them side by side, and
+the metrics and cache writes run in background threads; each micrograph must still get
+exactly what it gets on its own.
 """
 
 from __future__ import annotations
@@ -70,9 +71,24 @@ def _entries(folder, stages, cache_dir):
     return status.drop(columns="seconds").set_index("micrograph"), tensors, sidecars
 
 
-def test_wide_overlapped_stages_give_what_one_at_a_time_gives(mixed_folder, tmp_path):
-    narrow = _entries(mixed_folder, Stages(readers=1, batch=1, finishers=1), tmp_path / "narrow")
-    wide = _entries(mixed_folder, Stages(readers=3, batch=4, finishers=3), tmp_path / "wide")
+@pytest.fixture(scope="module")
+def narrow_entries(mixed_folder, tmp_path_factory):
+    return _entries(mixed_folder, Stages(readers=1, batch=1, finishers=1), tmp_path_factory.mktemp("narrow"))
+
+
+@pytest.mark.parametrize(
+    "wide_stages",
+    [
+        Stages(readers=3, batch=4, finishers=3),  # (a GPU's shape)
+        Stages(readers=2, batch=1, finishers=2, transformers=3),  # (the CPU's: micrographs side by side)
+    ],
+    ids=["batches", "side-by-side"],
+)
+def test_wide_overlapped_stages_give_what_one_at_a_time_gives(mixed_folder, narrow_entries, wide_stages, tmp_path):
+    threads = torch.get_num_threads()
+    narrow = narrow_entries
+    wide = _entries(mixed_folder, wide_stages, tmp_path / "wide")
+    assert torch.get_num_threads() == threads  # (the transforms' share of the cores, then as before)
     status = narrow[0]
     assert (status["status"] == "computed").sum() == 5
     assert status.loc[["flat", "nan", "truncated"], "status"].tolist() == ["failed"] * 3
@@ -134,3 +150,13 @@ def test_errors_in_the_background_stages(mixed_folder, tmp_path, monkeypatch, ca
 def test_a_stage_of_width_zero_is_refused():
     with pytest.raises(ValueError, match="at least 1"):
         Stages(readers=1, batch=0, finishers=1)
+    with pytest.raises(ValueError, match="at least 1"):
+        Stages(readers=1, batch=1, finishers=1, transformers=0)
+
+
+@pytest.mark.parametrize(("cores", "transformers", "workers"), [(1, 1, 1), (2, 2, 1), (16, 8, 2), (12, 8, 1)])
+def test_the_cpu_transforms_micrographs_side_by_side_sharing_the_cores(cores, transformers, workers):
+    stages = Stages.for_device(CPU, cores)
+    assert (stages.batch, stages.transformers, stages.workers(cores)) == (1, transformers, workers)
+    gpu = Stages.for_device(torch.device("cuda"), cores)
+    assert (gpu.transformers, gpu.workers(cores)) == (1, cores)  # (one thread queues the GPU's kernels)
