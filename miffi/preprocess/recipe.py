@@ -259,11 +259,9 @@ def image_views(
     parts = torch.view_as_real(columns).flatten(-2)  # [k, D, 2 (D/2+1)]
     reduced = [_resize_rows(parts, size)] + ([] if step is None else [block_means_along(parts, step, -2)])
     joined = torch.view_as_complex(torch.cat(reduced, dim=-2).unflatten(-1, (-1, 2)))
-    if fc.device.type == "cpu":
-        rows = torch.from_numpy(scipy.fft.irfft(joined.numpy(), n=crop, axis=-1, workers=workers))
-    else:
-        rows = torch.fft.irfft(joined, n=crop, dim=-1)
-    rows = rows.to(torch.float32)  # (float64 squares give float64 transforms)
+    # (torch here on the CPU too: its irfft of a slow length such as 2264 = 8·283 takes
+    # half of scipy's time, 14 vs 25 ms for a K3 micrograph's rows on one core)
+    rows = torch.fft.irfft(joined, n=crop, dim=-1).to(torch.float32)  # (float64 squares give float64)
     image = _resize(rows[:, :size], size)[:, 0]
     return image, None if step is None else block_means_along(rows[:, size:], step, -1)
 
