@@ -72,7 +72,8 @@ def bincount_rows(power: torch.Tensor, bins: torch.Tensor, size: int) -> torch.T
     import torch
 
     index = bins.numpy()
-    return torch.from_numpy(np.stack([np.bincount(index, row, size) for row in power.numpy()]))
+    sums = np.stack([np.bincount(index, row, size) for row in power.numpy()])
+    return torch.from_numpy(sums.astype(np.float64, copy=False))  # (no samples: int64 zeros)
 
 
 def index_add_rows(power: torch.Tensor, bins: torch.Tensor, size: int) -> torch.Tensor:

@@ -154,7 +154,9 @@ def test_a_stage_of_width_zero_is_refused():
         Stages(readers=1, batch=1, finishers=1, transformers=0)
 
 
-@pytest.mark.parametrize(("cores", "transformers", "workers"), [(1, 1, 1), (2, 2, 1), (8, 8, 1), (12, 6, 2), (16, 8, 2), (20, 6, 3)])
+@pytest.mark.parametrize(
+    ("cores", "transformers", "workers"), [(1, 1, 1), (2, 2, 1), (8, 8, 1), (12, 6, 2), (16, 8, 2), (20, 6, 3)]
+)
 def test_the_cpu_transforms_micrographs_side_by_side_sharing_the_cores(cores, transformers, workers):
     stages = Stages.for_device(CPU, cores)
     assert (stages.batch, stages.transformers, stages.workers(cores)) == (1, transformers, workers)
