@@ -67,10 +67,16 @@ class LoadedMicrograph:
 
     def square_rows(self, rows: slice, out: np.ndarray) -> np.ndarray:
         """Rows ``rows`` of every square, minus the offset, written into ``out`` ([k, rows, n])."""
-        source = self._source
         for i, (start, stop) in enumerate(self.layout.columns):
             # (in float32 whatever the file's type: float16 would round the offset away)
-            np.subtract(source[rows, start:stop], self.offset, out=out[i], dtype=np.float32, casting="unsafe")
+            if self.layout.transposed:
+                # A strip of the file's rows, transposed once it is in the cache: taken
+                # along the transposed array's rows, the file is read one value per row
+                # (a K3 square's forward transform: 181 → 111 ms on one core).
+                strip = np.subtract(self.data[start:stop, rows], self.offset, dtype=np.float32, casting="unsafe")
+                out[i] = strip.T
+            else:
+                np.subtract(self.data[rows, start:stop], self.offset, out=out[i], dtype=np.float32, casting="unsafe")
         return out
 
     def each_square(self) -> list[LoadedMicrograph]:
