@@ -139,11 +139,13 @@ def load_squares(
     return dataclasses.replace(loaded, pinned=pinned)
 
 
-#: Rows per call of the row transforms (of all squares at once): only their kept columns
-#: are stored, so neither the squares nor the full half-spectrum is ever held whole. A
-#: block this small (1 MB for a K3 square) stays in a core's cache from its reading to
-#: its transform: one K3 square's forward transform took 99 ms with 512 rows, 90 ms with
-#: 64 (2-core Xeon, one core).
+#: Rows per FFT worker in each call of the row transforms (of all squares at once): only
+#: their kept columns are stored, so neither the squares nor the full half-spectrum is
+#: ever held whole. A worker's share this small (1 MB of a K3 square) stays in its core's
+#: cache from its reading to its transform: one K3 square's forward transform took 99 ms
+#: in calls of 512 rows, 90 ms in calls of 64 (2-core Xeon, one worker); a K3
+#: micrograph's two squares 139-151 ms in calls of 512 rows, 122-125 ms in calls of 128
+#: (two workers).
 ROW_BLOCK = 64
 
 #: Rows ``rows`` of every square, ``[k, rows, n]`` (a view, or a block reused for each call).
@@ -158,8 +160,8 @@ def _cropped_rfft2_cpu(
     # transform is computed on its own, so blocks of rows give the same values as one call.
     half = crop // 2
     spectrum = np.empty((count, side, half + 1), dtype=np.result_type(dtype, np.complex64))
-    for start in range(0, side, ROW_BLOCK):
-        rows = slice(start, min(start + ROW_BLOCK, side))
+    for start in range(0, side, ROW_BLOCK * workers):
+        rows = slice(start, min(start + ROW_BLOCK * workers, side))
         spectrum[:, rows] = scipy.fft.rfft(rows_of(rows), axis=-1, workers=workers)[..., : half + 1]
     transformed: np.ndarray = scipy.fft.fft(spectrum, axis=-2, workers=workers, overwrite_x=True)
     if side > crop:  # (numpy copies through a buffer where the ranges overlap)
@@ -195,7 +197,7 @@ def cropped_spectrum(squares: Squares, crop: int, device: torch.device, workers:
     counts = np.cumsum([0, *(m.layout.count for m in squares)])
     side = squares[0].layout.side
     if device.type == "cpu":
-        block = np.empty((int(counts[-1]), min(ROW_BLOCK, side), side), dtype=np.float32)
+        block = np.empty((int(counts[-1]), min(ROW_BLOCK * workers, side), side), dtype=np.float32)
 
         def rows_of(rows: slice) -> np.ndarray:
             out = block[:, : len(range(side)[rows])]
