@@ -10,8 +10,10 @@ queue depths, not by the table's size.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -139,17 +141,37 @@ def _timed(members: list[LoadedMicrograph], config: PreprocessConfig, device: to
     return outcomes, whole, time.perf_counter() - started
 
 
-@contextlib.contextmanager
-def _torch_threads(count: int) -> Iterator[None]:
-    """torch's CPU operations with ``count`` threads each, then as before (the setting is
-    the process's: transforms running side by side would otherwise each start a thread
-    per core)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+class _TorchThreads:
+    """torch's CPU threads per operation, set while any preprocessing runs, then as before.
+
+    The setting is the process's (new threads take it): transforms running side by side
+    would otherwise each start a thread per core. Overlapping runs (the review server's
+    requests and look-ahead) share it: the first one in sets it, the last one out puts
+    the old value back.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._before = 0
+
+    @contextlib.contextmanager
+    def __call__(self, count: int) -> Iterator[None]:
+        with self._lock:
+            if not self._users:
+                self._before = torch.get_num_threads()
+                torch.set_num_threads(count)
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if not self._users:
+                    torch.set_num_threads(self._before)
+
+
+_torch_threads = _TorchThreads()
 
 
 def preprocess_table(
@@ -203,6 +225,8 @@ def preprocess_table(
             "seconds": seconds + time.perf_counter() - started,
         }
 
+    # (fewer micrographs than transformers: each gets more of the cores)
+    stages = dataclasses.replace(stages, transformers=max(1, min(stages.transformers, len(todo))))
     workers = stages.workers()
     with (
         _torch_threads(workers) if device.type == "cpu" else contextlib.nullcontext(),
@@ -219,7 +243,7 @@ def preprocess_table(
         batch = stages.batch
 
         def open_ahead() -> None:
-            for item in itertools.islice(queue, stages.readers + batch - len(reading)):
+            for item in itertools.islice(queue, max(0, stages.readers + batch - len(reading))):
                 reading.append((item, reader.submit(_read, item, cache.config, device)))
 
         def hand_over(members: list[tuple[_Item, float]], future: Future[_Outcomes]) -> None:
@@ -249,6 +273,10 @@ def preprocess_table(
         try:
             open_ahead()
             while reading:
+                # A free transformer first: a batch that failed as a whole then sets the
+                # next one's size, and a GPU's readers hold no more micrographs than before.
+                while len(transforming) >= stages.transformers:
+                    hand_over(*transforming.popleft())
                 loaded: dict[tuple[int, int, int], list[tuple[_Item, LoadedMicrograph, float]]] = {}
                 for item, future in [reading.popleft() for _ in range(min(batch, len(reading)))]:
                     try:

@@ -6,10 +6,10 @@ transform, no second FFT) → bilinear antialiased resize → robust normalisati
 The exact order and conventions are those of the published models (see
 docs/preprocessing.md); tests compare against a literal transcription of that recipe.
 
-On the CPU the FFTs run in scipy, by default with one worker per available core
-(preprocessing runs several micrographs at once instead, each with its share of the
-cores); on a GPU they run in torch. Only the forward crop and the inverse transform
-differ between the two.
+On the CPU the forward transform and the columns' inverse run in scipy, by default with
+one worker per available core (preprocessing runs several micrographs at once instead,
+each with its share of the cores), and the image rows' inverse in torch; on a GPU all
+run in torch. Only the forward crop and the columns' inverse differ between the two.
 """
 
 from __future__ import annotations
@@ -66,15 +66,19 @@ class LoadedMicrograph:
         return self.data.T if self.layout.transposed else self.data
 
     def square_rows(self, rows: slice, out: np.ndarray) -> np.ndarray:
-        """Rows ``rows`` of every square, minus the offset, written into ``out`` ([k, rows, n])."""
+        """Rows ``rows`` (a slice of step 1) of every square, minus the offset, written into
+        ``out`` ([k, rows, n])."""
         for i, (start, stop) in enumerate(self.layout.columns):
             # (in float32 whatever the file's type: float16 would round the offset away)
             if self.layout.transposed:
-                # A strip of the file's rows, transposed once it is in the cache: taken
+                # Strips of the file's rows, each transposed once it is in the cache: taken
                 # along the transposed array's rows, the file is read one value per row
                 # (a K3 square's forward transform: 181 → 111 ms on one core).
-                strip = np.subtract(self.data[start:stop, rows], self.offset, dtype=np.float32, casting="unsafe")
-                out[i] = strip.T
+                first, last, _ = rows.indices(self.layout.side)
+                for at in range(first, last, ROW_BLOCK):
+                    part = slice(at, min(at + ROW_BLOCK, last))
+                    strip = np.subtract(self.data[start:stop, part], self.offset, dtype=np.float32, casting="unsafe")
+                    out[i, at - first : part.stop - first] = strip.T
             else:
                 np.subtract(self.data[rows, start:stop], self.offset, out=out[i], dtype=np.float32, casting="unsafe")
         return out
@@ -139,10 +143,11 @@ def load_squares(
     return dataclasses.replace(loaded, pinned=pinned)
 
 
-#: Rows per FFT worker in each call of the row transforms (of all squares at once): only
-#: their kept columns are stored, so neither the squares nor the full half-spectrum is
-#: ever held whole. A worker's share this small (1 MB of a K3 square) stays in its core's
-#: cache from its reading to its transform: one K3 square's forward transform took 99 ms
+#: Rows per FFT worker in each call of the row transforms (of the squares given at once:
+#: one in preprocessing on the CPU): only their kept columns are stored, so the full
+#: half-spectrum is never held, nor, unless the workers are as many as a square's rows
+#: over this, the whole square. A worker's share this small (1 MB of a K3 square) stays
+#: in its core's cache from its reading to its transform: one K3 square's forward transform took 99 ms
 #: in calls of 512 rows, 90 ms in calls of 64 (2-core Xeon, one worker); a K3
 #: micrograph's two squares 139-151 ms in calls of 512 rows, 122-125 ms in calls of 128
 #: (two workers).
@@ -252,7 +257,8 @@ def image_views(
     """The real-space image ``irfft2(Fc)`` resized to ``size × size`` (:func:`_resize`)
     and, with ``step``, in ``step × step`` block means, without the full image:
     ``[k, size, size]`` and ``[k, D // step, D // step]`` float32. On the CPU ``fc`` is
-    overwritten; ``workers`` as for :func:`cropped_spectrum`.
+    overwritten; ``workers``: threads of the columns' inverse FFT there (scipy; the rows'
+    inverse runs in torch, with torch's threads).
 
     The inverse transform, the resize and the block means are all linear and separable,
     so the rows are reduced right after the column transform, and only the reduced rows
@@ -451,10 +457,14 @@ def batch_key(loaded: LoadedMicrograph) -> tuple[int, int, int]:
 def _sums(planes: list[Planes], layout: SquareLayout) -> Callable[[], list[SquareSums]]:
     """:attr:`Transformed.sums` of one micrograph's planes (in parts, each of its own):
     reduced now on a GPU, later on the CPU."""
+
+    def reduce() -> list[SquareSums]:
+        return [sums for part in planes for sums in square_sums(part, layout)]
+
     if planes[0].amplitude.device.type != "cpu":
-        made = [sums for part in planes for sums in square_sums(part, layout)]
+        made = reduce()
         return lambda: made
-    return lambda: [sums for part in planes for sums in square_sums(part, layout)]
+    return reduce
 
 
 #: One micrograph's transforms: its planes (in parts), its cached array and, per square,

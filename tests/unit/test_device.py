@@ -9,6 +9,7 @@ import platform
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,10 @@ def test_frozen_imports_collect_nothing_inside_and_freeze_what_was_made():
             for item in made:
                 item.me = item  # (garbage in cycles, were it dropped)
         assert gc.isenabled()
+        assert gc.get_freeze_count() == frozen  # (nothing was imported: nothing frozen)
+        with frozen_imports():
+            sys.modules["miffi_test_imported_now"] = types.ModuleType("miffi_test_imported_now")
+            made = [Cycle() for _ in range(1000)]
         assert gc.get_freeze_count() >= frozen + len(made)
         with pytest.raises(ImportError), frozen_imports():
             raise ImportError("no such module")
@@ -138,5 +143,6 @@ def test_frozen_imports_collect_nothing_inside_and_freeze_what_was_made():
             pass
         assert not gc.isenabled()  # (left as it was)
     finally:
+        sys.modules.pop("miffi_test_imported_now", None)
         gc.enable()
         gc.unfreeze()

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from miffi.device import available_cores
 from miffi.intake import read_micrographs
 from miffi.preprocess.batch import Stages, preprocess_table
 from miffi.preprocess.cache import TensorCache
@@ -162,3 +163,90 @@ def test_the_cpu_transforms_micrographs_side_by_side_sharing_the_cores(cores, tr
     assert (stages.batch, stages.transformers, stages.workers(cores)) == (1, transformers, workers)
     gpu = Stages.for_device(torch.device("cuda"), cores)
     assert (gpu.transformers, gpu.workers(cores)) == (1, cores)  # (one thread queues the GPU's kernels)
+
+
+@pytest.mark.parametrize("rows", [slice(None), slice(0, 64), slice(130, 500)], ids=["all", "first", "inner"])
+def test_a_tall_micrographs_square_rows_are_its_transposed_columns(tmp_path, rows, monkeypatch):
+    # A tall micrograph is read in strips of the file's rows, transposed in the cache
+    # (strips of 50 here, so that blocks and strips do not line up).
+    import miffi.preprocess.recipe as recipe
+
+    monkeypatch.setattr(recipe, "ROW_BLOCK", 50)
+    image = structured_image((1400, 900), seed=4) + 3000.0
+    loaded = load_squares(write_mrc(tmp_path / "tall.mrc", image, pixel_size=1.2), None, PreprocessConfig())
+    assert loaded.layout.transposed and loaded.layout.count == 2
+    side = loaded.layout.side
+    span = range(side)[rows]
+    out = np.full((2, len(span), side), np.nan, np.float32)
+    loaded.square_rows(rows, out)
+    for i, (start, stop) in enumerate(loaded.layout.columns):
+        expected = image.T[span.start : span.stop, start:stop].astype(np.float32) - np.float32(loaded.offset)
+        np.testing.assert_array_equal(out[i], expected)
+
+
+def test_after_a_batch_fails_as_a_whole_the_rest_goes_one_at_a_time(tmp_path, monkeypatch, caplog):
+    # More micrographs than readers + 2 batches: the fallback must take effect at once
+    # and the reads ahead must not be asked for a negative number of micrographs.
+    import miffi.preprocess.batch as batch_module
+
+    for i in range(14):
+        write_mrc(tmp_path / f"m_{i:02d}.mrc", structured_image((300, 450), seed=i), pixel_size=1.2)
+    sizes = []
+    transform = batch_module.transform_batch
+
+    def no_batches(members, *args):
+        sizes.append(len(members))
+        if len(members) > 1:
+            raise RuntimeError("CUDA out of memory")
+        return transform(members, *args)
+
+    monkeypatch.setattr(batch_module, "transform_batch", no_batches)
+    table = read_micrographs([str(tmp_path)])
+    stages = Stages(readers=2, batch=4, finishers=2)
+    cache = TensorCache(tmp_path / "cache", PreprocessConfig())
+    status = preprocess_table(table, cache, CPU, progress=False, stages=stages)
+    assert (status["status"] == "computed").sum() == 14
+    assert sizes[0] == 4 and set(sizes[1:]) == {1}  # (the failed batch's four, then each alone)
+    assert caplog.text.count("one at a time from here on") == 1
+
+
+def test_fewer_micrographs_than_transformers_share_all_cores(mixed_folder, tmp_path, monkeypatch):
+    import miffi.preprocess.batch as batch_module
+
+    workers = []
+    transform = batch_module.transform_batch
+
+    def record(members, config, device, count):
+        workers.append(count)
+        return transform(members, config, device, count)
+
+    monkeypatch.setattr(batch_module, "transform_batch", record)
+    table = read_micrographs([str(mixed_folder / "wide_0.mrc")])
+    stages = Stages(readers=1, batch=1, finishers=1, transformers=4)
+    preprocess_table(table, TensorCache(tmp_path, PreprocessConfig()), CPU, progress=False, stages=stages)
+    assert workers == [available_cores()]  # (one micrograph: one transformer, every core)
+
+
+def test_overlapping_runs_leave_torchs_threads_as_they_were(mixed_folder, tmp_path):
+    # The review server preprocesses from several threads at once; torch's thread count is
+    # the process's, taken by every new thread, so it must come back whatever the order.
+    import threading
+
+    threads = torch.get_num_threads()
+    stages = Stages(readers=1, batch=1, finishers=1, transformers=2)
+    names = ["wide_0", "wide_1", "wide_2", "wide_3"]
+
+    def run(name: str) -> None:
+        table = read_micrographs([str(mixed_folder / f"{name}.mrc"), str(mixed_folder / "tall.mrc")])
+        preprocess_table(table, TensorCache(tmp_path / name, PreprocessConfig()), CPU, progress=False, stages=stages)
+
+    runs = [threading.Thread(target=run, args=(name,)) for name in names]
+    for thread in runs:
+        thread.start()
+    for thread in runs:
+        thread.join()
+    seen = []
+    fresh = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    fresh.start()
+    fresh.join()
+    assert seen == [threads] and torch.get_num_threads() == threads
