@@ -175,14 +175,20 @@ def read_ahead(path: str | Path, data: np.ndarray) -> None:
     so that its later use finds it there, mapped.
 
     The kernel is asked to read the whole file first (Linux), then one value of every
-    page is read: some network file systems ignore the request.
+    page is read: some network file systems ignore the request. The request is only a
+    hint: where the path no longer opens (the file deleted or moved since it was
+    mapped), the map, which keeps the file it opened, is read all the same.
     """
     if hasattr(os, "posix_fadvise"):
-        fd = os.open(path, os.O_RDONLY)
         try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-        finally:
-            os.close(fd)
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            finally:
+                os.close(fd)
     flat = data.reshape(-1)
     np.array(flat[:: max(1, 4096 // flat.itemsize)])
 

@@ -71,6 +71,16 @@ def test_a_map_outlives_the_open_file_and_keeps_what_it_mapped(tmp_path):
     assert not np.array_equal(map_micrograph(path)[0], first)
 
 
+def test_a_micrograph_deleted_after_its_opening_is_still_read_from_its_map(tmp_path):
+    # (a reader hints the kernel by path; the path may be gone by then, the map is not)
+    path = write_mrc(tmp_path / "m.mrc", structured_image((64, 96), seed=3), pixel_size=1.0)
+    array, _ = map_micrograph(path)
+    expected = np.array(array)
+    path.unlink()
+    read_ahead(path, array)
+    assert np.array_equal(array, expected)
+
+
 def test_unset_header_pixel_size_is_none(tmp_path):
     path = write_mrc(tmp_path / "m.mrc", structured_image((64, 64)), pixel_size=None)
     assert read_header(path).pixel_size is None
