@@ -81,10 +81,12 @@ class Stages:
         one (its squares go one at a time). Measured on 2 cores with 8 K3 micrographs,
         a fresh ``miffi run`` took 0.4-0.6 s less with this and the frozen imports
         (:func:`miffi.device.frozen_imports`) than one micrograph at a time on both
-        cores, about 0.2 of it the imports'. A GPU transforms eight at once and needs the cores
-        for reading and metrics (at most eight threads each: for a GPU every micrograph
-        read ahead holds its squares in pinned memory, 134 MB for a K3 one, which
-        PyTorch's pinned allocator can round up to 256 MB)."""
+        cores, about 0.2 s of it the imports'.
+
+        A GPU transforms eight at once and needs the cores for reading and metrics (at
+        most eight threads each: for a GPU every micrograph read ahead holds its squares
+        in pinned memory, 134 MB for a K3 one, which PyTorch's pinned allocator can round
+        up to 256 MB)."""
         cores = cores or available_cores()
         if device.type == "cpu":
             side = max(1, min(4, cores // 4))
@@ -263,6 +265,10 @@ def preprocess_table(
                     fail(item, outcome, spent)
                     bar.update(1)
 
+        def free_transformer() -> None:
+            while len(transforming) >= stages.transformers:
+                hand_over(*transforming.popleft())
+
         def collect(item: _Item, future: Future[None], seconds: float) -> None:
             try:
                 future.result()
@@ -275,8 +281,7 @@ def preprocess_table(
             while reading:
                 # A free transformer first: a batch that failed as a whole then sets the
                 # next one's size, and a GPU's readers hold no more micrographs than before.
-                while len(transforming) >= stages.transformers:
-                    hand_over(*transforming.popleft())
+                free_transformer()
                 loaded: dict[tuple[int, int, int], list[tuple[_Item, LoadedMicrograph, float]]] = {}
                 for item, future in [reading.popleft() for _ in range(min(batch, len(reading)))]:
                     try:
@@ -287,8 +292,7 @@ def preprocess_table(
                         bar.update(1)
                 open_ahead()
                 for members in loaded.values():
-                    while len(transforming) >= stages.transformers:
-                        hand_over(*transforming.popleft())
+                    free_transformer()  # (again: the batch's micrographs may have several sizes)
                     work = transformer.submit(_timed, [m for _, m, _ in members], cache.config, device, workers)
                     transforming.append(([(item, seconds) for item, _, seconds in members], work))
                 while len(finishing) > 2 * stages.finishers:

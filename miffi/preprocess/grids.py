@@ -67,8 +67,8 @@ def binned_power(spectra: torch.Tensor, index: torch.Tensor, bins: torch.Tensor,
 
 def bincount_rows(power: torch.Tensor, bins: torch.Tensor, size: int) -> torch.Tensor:
     """:func:`binned_power`'s sums on the CPU, in numpy (torch's ``bincount`` took 1.2×
-    its time there, ``index_add_`` 2.5×; on a GPU ``bincount`` waits for the device to
-    learn its output's size)."""
+    its time there, and ``index_add_`` 2.5× torch's ``bincount``; on a GPU ``bincount``
+    waits for the device to learn its output's size)."""
     import torch
 
     index = bins.numpy()

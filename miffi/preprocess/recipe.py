@@ -68,13 +68,13 @@ class LoadedMicrograph:
     def square_rows(self, rows: slice, out: np.ndarray) -> np.ndarray:
         """Rows ``rows`` (a slice of step 1) of every square, minus the offset, written into
         ``out`` ([k, rows, n])."""
+        first, last, _ = rows.indices(self.layout.side)
         for i, (start, stop) in enumerate(self.layout.columns):
             # (in float32 whatever the file's type: float16 would round the offset away)
             if self.layout.transposed:
                 # Strips of the file's rows, each transposed once it is in the cache: taken
                 # along the transposed array's rows, the file is read one value per row
                 # (a K3 square's forward transform: 181 → 111 ms on one core).
-                first, last, _ = rows.indices(self.layout.side)
                 for at in range(first, last, ROW_BLOCK):
                     part = slice(at, min(at + ROW_BLOCK, last))
                     strip = np.subtract(self.data[start:stop, part], self.offset, dtype=np.float32, casting="unsafe")
@@ -143,14 +143,13 @@ def load_squares(
     return dataclasses.replace(loaded, pinned=pinned)
 
 
-#: Rows per FFT worker in each call of the row transforms (of the squares given at once:
-#: one in preprocessing on the CPU): only their kept columns are stored, so the full
-#: half-spectrum is never held, nor, unless the workers are as many as a square's rows
-#: over this, the whole square. A worker's share this small (1 MB of a K3 square) stays
-#: in its core's cache from its reading to its transform: one K3 square's forward transform took 99 ms
-#: in calls of 512 rows, 90 ms in calls of 64 (2-core Xeon, one worker); a K3
-#: micrograph's two squares 139-151 ms in calls of 512 rows, 122-125 ms in calls of 128
-#: (two workers).
+#: Rows per FFT worker in each call of the row transforms (of the squares given at once;
+#: in the CPU's preprocessing, one). Only the kept columns of their transforms are
+#: stored, so the full half-spectrum is never held. A worker's share this small (1 MB of
+#: a K3 square) stays in its core's cache from its reading to its transform: one K3
+#: square's forward transform took 99 ms in calls of 512 rows, 90 ms in calls of 64
+#: (2-core Xeon, one worker); a K3 micrograph's two squares 139-151 ms in calls of 512
+#: rows, 122-125 ms in calls of 128 (two workers).
 ROW_BLOCK = 64
 
 #: Rows ``rows`` of every square, ``[k, rows, n]`` (a view, or a block reused for each call).
